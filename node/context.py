@@ -1,0 +1,60 @@
+"""`NodeContext`: what a domain service needs (settings, database, bus, jobs, URLs).
+
+One per node process, built by the app factory and handed to services, so
+services never reach into aiohttp's request or app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Settings
+from .db import Database
+from .events import EventBus
+from .jobs import JobRegistry
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Public URIs of local objects; the one place that spells them."""
+
+    base: str
+
+    def actor(self, handle: str) -> str:
+        return f"{self.base}/actors/{handle}"
+
+    def node_actor(self) -> str:
+        return f"{self.base}/actor"
+
+    def profile(self, handle: str) -> str:
+        return f"{self.base}/@{handle}"
+
+    def obj(self, kind: str, uuid: str) -> str:
+        """kind: tracks, releases, events, venues, live, plays, follows, activities."""
+        return f"{self.base}/{kind}/{uuid}"
+
+
+@dataclass
+class NodeContext:
+    settings: Settings
+    db: Database
+    bus: EventBus = field(default_factory=EventBus)
+    jobs: JobRegistry = field(default_factory=JobRegistry)
+    wake_worker: Callable[[], None] = lambda: None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def enqueue(self, session: Any, kind: str, payload: dict[str, Any] | None = None, **kw: Any) -> Any:
+        """Enqueue a job in `session`'s transaction and wake the worker when it commits."""
+        from .jobs import enqueue
+
+        return await enqueue(session, kind, payload, wake=lambda: self.wake_worker(), **kw)
+
+    @property
+    def urls(self) -> Urls:
+        return Urls(self.settings.base_url)
+
+    @property
+    def domain(self) -> str:
+        return self.settings.node.domain

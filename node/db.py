@@ -1,0 +1,130 @@
+"""Engines, sessions and migrations, the same on SQLite and PostgreSQL.
+
+SQLite (the embedded default) runs in WAL mode with two engines on one file:
+writers open transactions with `BEGIN IMMEDIATE`, so two writers queue on
+the busy timeout instead of failing when a deferred read tries to upgrade
+(SQLITE_BUSY_SNAPSHOT); readers keep plain deferred transactions so pages
+never wait for a writer. On PostgreSQL both names point at one pooled engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_engine(url: str, immediate: bool, echo: bool) -> AsyncEngine:
+    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every test
+        # Take transaction control away from the sqlite3 module so BEGIN is ours.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn):  # pragma: no cover
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@dataclass
+class Database:
+    """The node's database: a writer and a reader session factory."""
+
+    url: str
+    engine: AsyncEngine
+    read_engine: AsyncEngine
+    session: async_sessionmaker[AsyncSession]
+    read_session: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write session that commits on success and rolls back on error."""
+        async with self.session() as s, s.begin():
+            yield s
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+
+def open_database(url: str, pool_size: int = 10, echo: bool = False) -> Database:
+    if url.startswith("sqlite"):
+        engine = _sqlite_engine(url, immediate=True, echo=echo)
+        read_engine = _sqlite_engine(url, immediate=False, echo=echo)
+    else:
+        engine = create_async_engine(
+            url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+        read_engine = engine
+    return Database(
+        url=url,
+        engine=engine,
+        read_engine=read_engine,
+        session=async_sessionmaker(engine, expire_on_commit=False),
+        read_session=async_sessionmaker(read_engine, expire_on_commit=False),
+    )
+
+
+def _alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+async def migrate(db: Database, revision: str = "head") -> None:
+    """Apply Alembic migrations on the node's own connection (no second event loop)."""
+
+    def _upgrade(sync_conn) -> None:
+        cfg = _alembic_config(db.url)
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, revision)
+
+    if db.is_sqlite:
+        # WAL is a property of the file; set it before the first migration.
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+async def current_revision(db: Database) -> str | None:
+    def _current(sync_conn) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(sync_conn).get_current_revision()
+
+    async with db.read_engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
