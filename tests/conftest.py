@@ -115,11 +115,41 @@ class Node:
         return await worker.run_until_idle()
 
 
-async def build_node(tmp: Path, databases: Databases, **extra: Any) -> Node:
+async def build_node(tmp: Path, databases: Databases, *, worker: bool = False, **extra: Any) -> Node:
     settings = make_settings(tmp, databases, **extra)
-    app = create_app(settings, worker=False)
+    app = create_app(settings, worker=worker)
     await migrate(app[CTX].db)
     return Node(app)
+
+
+@dataclass
+class LiveNode(Node):
+    """A node serving real HTTP on a loopback port, with its worker running."""
+
+    runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+
+async def start_live_node(tmp: Path, databases: Databases, **extra: Any) -> LiveNode:
+    port = free_port()
+    settings = make_settings(tmp, databases, domain=f"127.0.0.1:{port}", **extra)
+    app = create_app(settings, worker=True)
+    await migrate(app[CTX].db)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return LiveNode(app=app, runner=runner)
+
+
+@pytest.fixture
+async def live_node(tmp_path, databases) -> AsyncIterator[LiveNode]:
+    """One real node on a loopback port (for browsers, CLI clients, benchmarks)."""
+    n = await start_live_node(tmp_path / "live", databases)
+    yield n
+    await n.runner.cleanup()
 
 
 @pytest.fixture
