@@ -31,7 +31,8 @@ def create_app(settings: Settings, *, worker: bool | None = None) -> web.Applica
     run_worker = settings.server.worker if worker is None else worker
     app = web.Application(
         middlewares=[metrics_middleware, errors_middleware, auth_middleware],
-        client_max_size=max(settings.media.max_upload_bytes, settings.node.max_request_bytes) + 65536,
+        client_max_size=max(settings.media.max_upload_bytes, settings.node.max_request_bytes)
+        + 65536,
     )
     db = open_database(settings.database_url, settings.database.pool_size, settings.database.echo)
     ctx = NodeContext(settings=settings, db=db)
@@ -74,7 +75,11 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
     s = ctx.settings.jobs
     worker = Worker(
-        ctx.db, ctx.jobs, concurrency=s.concurrency, poll_seconds=s.poll_seconds, lock_seconds=s.lock_seconds
+        ctx.db,
+        ctx.jobs,
+        concurrency=s.concurrency,
+        poll_seconds=s.poll_seconds,
+        lock_seconds=s.lock_seconds,
     )
     ctx.wake_worker = worker.wake
     app[WORKER] = worker

@@ -40,7 +40,11 @@ def hash_token(secret: str) -> str:
 
 
 def has_role(account: Account | None, minimum: str) -> bool:
-    return account is not None and not account.disabled and ROLE_RANK[account.role] >= ROLE_RANK[minimum]
+    return (
+        account is not None
+        and not account.disabled
+        and ROLE_RANK[account.role] >= ROLE_RANK[minimum]
+    )
 
 
 def require_role(account: Account | None, minimum: str) -> Account:
@@ -54,7 +58,9 @@ def require_role(account: Account | None, minimum: str) -> Account:
     return account
 
 
-def require_owner_or(account: Account | None, owner_actor_id: int, minimum: str = "curator") -> Account:
+def require_owner_or(
+    account: Account | None, owner_actor_id: int, minimum: str = "curator"
+) -> Account:
     """Artists edit their own things; curators and admins edit anyone's."""
     account = require_role(account, "fan")
     if account.actor_id != owner_actor_id and not has_role(account, minimum):
@@ -84,7 +90,9 @@ async def issue_token(
     return secret, token
 
 
-async def account_for_token(session: AsyncSession, secret: str, kind: str) -> tuple[Account, Token] | None:
+async def account_for_token(
+    session: AsyncSession, secret: str, kind: str
+) -> tuple[Account, Token] | None:
     token = await session.scalar(
         select(Token).where(Token.token_hash == hash_token(secret), Token.kind == kind)
     )
@@ -115,11 +123,15 @@ async def revoke_token(session: AsyncSession, token_id: int, account_id: int | N
 
 def csrf_token(secret_key: str, session_secret: str) -> str:
     """Bound to the login session: a token from one session is useless in another."""
-    return hmac.new(secret_key.encode(), b"csrf:" + session_secret.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret_key.encode(), b"csrf:" + session_secret.encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def check_csrf(secret_key: str, session_secret: str, presented: str | None) -> bool:
-    return bool(presented) and hmac.compare_digest(csrf_token(secret_key, session_secret), presented)
+    return bool(presented) and hmac.compare_digest(
+        csrf_token(secret_key, session_secret), presented
+    )
 
 
 async def check_login_rate(
@@ -129,10 +141,14 @@ async def check_login_rate(
     since = utcnow() - timedelta(seconds=window_seconds)
     for key in keys:
         failures = await session.scalar(
-            select(func.count()).select_from(LoginFailure).where(LoginFailure.key == key, LoginFailure.at >= since)
+            select(func.count())
+            .select_from(LoginFailure)
+            .where(LoginFailure.key == key, LoginFailure.at >= since)
         )
         if failures >= limit:
-            raise RateLimited("too many failed sign-ins; wait a few minutes", retry_after=window_seconds)
+            raise RateLimited(
+                "too many failed sign-ins; wait a few minutes", retry_after=window_seconds
+            )
 
 
 async def record_login_failure(session: AsyncSession, keys: list[str], window_seconds: int) -> None:
@@ -140,7 +156,9 @@ async def record_login_failure(session: AsyncSession, keys: list[str], window_se
     for key in keys:
         session.add(LoginFailure(key=key, at=now))
     # Keep the table small: forget failures older than the window.
-    await session.execute(delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=window_seconds)))
+    await session.execute(
+        delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=window_seconds))
+    )
 
 
 async def authenticate(

@@ -26,7 +26,9 @@ def init_data_dir(
     """Write DATA/nycmg.toml and the node keys; refuses to overwrite an existing node."""
     data_dir = data_dir.expanduser().resolve()
     if (data_dir / CONFIG_FILE).exists():
-        raise ConfigError(f"{data_dir} already holds a node; use `nycmg migrate --data {data_dir}` to upgrade it")
+        raise ConfigError(
+            f"{data_dir} already holds a node; use `nycmg migrate --data {data_dir}` to upgrade it"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     values: dict[str, Any] = {"node.secret_key": secrets.token_hex(32)}
     if domain:
@@ -50,7 +52,9 @@ def init_data_dir(
 
 
 @asynccontextmanager
-async def node_context(settings: Settings, *, apply_migrations: bool = False) -> AsyncIterator[NodeContext]:
+async def node_context(
+    settings: Settings, *, apply_migrations: bool = False
+) -> AsyncIterator[NodeContext]:
     """A context with the database open and every subscriber wired, for CLI commands."""
     db = open_database(settings.database_url, settings.database.pool_size, settings.database.echo)
     try:

@@ -17,7 +17,9 @@ Result = tuple[str, bool, str]
 
 
 async def run_checks(settings: Settings) -> list[Result]:
-    results: list[Result] = [("config", True, f"{settings.data_dir / 'nycmg.toml'} for {settings.base_url}")]
+    results: list[Result] = [
+        ("config", True, f"{settings.data_dir / 'nycmg.toml'} for {settings.base_url}")
+    ]
     db = open_database(settings.database_url)
     try:
         async with db.read_engine.connect() as conn:
@@ -56,14 +58,22 @@ async def run_checks(settings: Settings) -> list[Result]:
         try:
             load_private(path)
             ok = mode & 0o077 == 0
-            results.append((f"key {name}", ok, f"mode {mode:o}" + ("" if ok else " (should be 600)")))
+            results.append(
+                (f"key {name}", ok, f"mode {mode:o}" + ("" if ok else " (should be 600)"))
+            )
         except ValueError as e:
             results.append((f"key {name}", False, f"unreadable: {e}"))
 
     now = datetime.now(UTC)
     if db_now is not None:
         skew = abs((db_now - now).total_seconds())
-        results.append(("clock", skew < 30, f"{skew:.1f} s from the database server (federation allows little skew)"))
+        results.append(
+            (
+                "clock",
+                skew < 30,
+                f"{skew:.1f} s from the database server (federation allows little skew)",
+            )
+        )
     else:
         results.append(("clock", now.year >= 2025, now.isoformat(timespec="seconds")))
     return results

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .config import Settings
 from .db import Database
@@ -36,6 +36,24 @@ class Urls:
         return f"{self.base}/{kind}/{uuid}"
 
 
+class Directory(Protocol):
+    """Finds actors and objects by handle or URI, local or (with federation) remote.
+
+    The core ships `LocalDirectory`; federation installs one that also asks
+    other nodes (WebFinger, signed fetches) and stores what it learns.
+    Implementations manage their own transactions: no network I/O happens
+    while a caller holds a write transaction.
+    """
+
+    async def resolve_actor(self, ref: str) -> int:
+        """Actor id for `@handle`, `@handle@domain`, `handle@domain` or an actor URI."""
+        ...
+
+    async def resolve_object(self, uri: str) -> tuple[str, int]:
+        """(`track`|`release`|`event`, id) for an object URI."""
+        ...
+
+
 @dataclass
 class NodeContext:
     settings: Settings
@@ -44,8 +62,11 @@ class NodeContext:
     jobs: JobRegistry = field(default_factory=JobRegistry)
     wake_worker: Callable[[], None] = lambda: None
     extras: dict[str, Any] = field(default_factory=dict)
+    directory: Directory | None = None
 
-    async def enqueue(self, session: Any, kind: str, payload: dict[str, Any] | None = None, **kw: Any) -> Any:
+    async def enqueue(
+        self, session: Any, kind: str, payload: dict[str, Any] | None = None, **kw: Any
+    ) -> Any:
         """Enqueue a job in `session`'s transaction and wake the worker when it commits."""
         from .jobs import enqueue
 

@@ -42,6 +42,13 @@ EVENT_NAMES = {
     "follow.rejected",
     "follow.undone",
     "play.recorded",
+    "like.created",
+    "like.undone",
+    "comment.created",
+    "comment.deleted",
+    "announce.created",
+    "announce.undone",
+    "report.created",
 }
 
 

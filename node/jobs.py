@@ -158,7 +158,12 @@ class Worker:
             and_(Job.state == "queued", Job.next_attempt_at <= now),
             and_(Job.state == "running", Job.locked_until < now),
         )
-        ids = select(Job.id).where(due).order_by(Job.priority, Job.next_attempt_at, Job.id).limit(limit)
+        ids = (
+            select(Job.id)
+            .where(due)
+            .order_by(Job.priority, Job.next_attempt_at, Job.id)
+            .limit(limit)
+        )
         if not self.db.is_sqlite:
             ids = ids.with_for_update(skip_locked=True)
         stmt = (
@@ -207,7 +212,10 @@ class Worker:
             else:
                 log.info("job retry", extra={"job": job.id, "kind": job.kind, "error": error})
                 await self._finish(
-                    job, state="queued", last_error=error, next_attempt_at=utcnow() + backoff(job.attempts)
+                    job,
+                    state="queued",
+                    last_error=error,
+                    next_attempt_at=utcnow() + backoff(job.attempts),
                 )
         else:
             await self._finish(job, state="done", last_error=None)
@@ -278,7 +286,9 @@ async def queue_health(session: AsyncSession) -> dict[str, Any]:
     counts = {state: 0 for state in ("queued", "running", "done", "dead")}
     counts.update({state: n for state, n in rows})
     oldest = await session.scalar(
-        select(func.min(Job.next_attempt_at)).where(Job.state == "queued", Job.next_attempt_at <= utcnow())
+        select(func.min(Job.next_attempt_at)).where(
+            Job.state == "queued", Job.next_attempt_at <= utcnow()
+        )
     )
     lag = (utcnow() - oldest).total_seconds() if oldest else 0.0
     return {"counts": counts, "oldest_due_seconds": round(lag, 1)}

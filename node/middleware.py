@@ -10,7 +10,7 @@ from aiohttp import web
 from .appkeys import ACCOUNT, CTX, HTML_ERROR, SESSION_SECRET
 from .auth import account_for_token, check_csrf, touch_token
 from .errors import Forbidden, NodeError, RateLimited
-from .metrics import REQUESTS, REQUEST_SECONDS
+from .metrics import REQUEST_SECONDS, REQUESTS
 
 log = logging.getLogger("nycmg.http")
 SESSION_COOKIE = "nycmg_session"
@@ -19,7 +19,9 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 def wants_json(request: web.Request) -> bool:
     path = request.path
-    if path.startswith(("/api/", "/.well-known/", "/nodeinfo", "/rest/", "/healthz")) or path.endswith(".json"):
+    if path.startswith(
+        ("/api/", "/.well-known/", "/nodeinfo", "/rest/", "/healthz")
+    ) or path.endswith(".json"):
         return True
     accept = request.headers.get("Accept", "")
     return "html" not in accept and ("json" in accept or not accept)
@@ -32,7 +34,10 @@ def problem_response(err: NodeError, request: web.Request) -> web.Response:
     if err.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="nycmg"'
     return web.json_response(
-        err.to_problem(request.path), status=err.status, content_type="application/problem+json", headers=headers
+        err.to_problem(request.path),
+        status=err.status,
+        content_type="application/problem+json",
+        headers=headers,
     )
 
 
@@ -48,17 +53,35 @@ async def errors_middleware(request: web.Request, handler):
         if exc.status < 400 or not wants_json(request) and HTML_ERROR not in request.config_dict:
             raise
         if not wants_json(request):
-            return await request.config_dict[HTML_ERROR](request, exc.status, exc.reason, exc.text or exc.reason)
+            return await request.config_dict[HTML_ERROR](
+                request, exc.status, exc.reason, exc.text or exc.reason
+            )
         err = NodeError(exc.reason)
-        body = {"type": "about:blank", "title": exc.reason, "status": exc.status, "detail": exc.reason, "instance": request.path}
+        body = {
+            "type": "about:blank",
+            "title": exc.reason,
+            "status": exc.status,
+            "detail": exc.reason,
+            "instance": request.path,
+        }
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         del err
-        return web.json_response(body, status=exc.status, content_type="application/problem+json", headers=headers)
+        return web.json_response(
+            body, status=exc.status, content_type="application/problem+json", headers=headers
+        )
     except Exception:  # noqa: BLE001 - last resort: log it, answer 500 without internals
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         if not wants_json(request) and HTML_ERROR in request.config_dict:
-            return await request.config_dict[HTML_ERROR](request, 500, "Server error", "Something broke on our side.")
-        body = {"type": "about:blank", "title": "Internal Server Error", "status": 500, "detail": "unexpected error; it has been logged", "instance": request.path}
+            return await request.config_dict[HTML_ERROR](
+                request, 500, "Server error", "Something broke on our side."
+            )
+        body = {
+            "type": "about:blank",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": "unexpected error; it has been logged",
+            "instance": request.path,
+        }
         return web.json_response(body, status=500, content_type="application/problem+json")
 
 
@@ -98,7 +121,9 @@ async def auth_middleware(request: web.Request, handler):
             and request.method in UNSAFE
             and request.path.startswith("/api/")
             and request[ACCOUNT] is not None
-            and not check_csrf(ctx.settings.node.secret_key, secret, request.headers.get("X-CSRF-Token"))
+            and not check_csrf(
+                ctx.settings.node.secret_key, secret, request.headers.get("X-CSRF-Token")
+            )
         ):
             raise Forbidden("missing or wrong X-CSRF-Token header")
     return await handler(request)

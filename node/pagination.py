@@ -21,7 +21,11 @@ MAX_LIMIT = 100
 
 def encode_cursor(values: list[Any]) -> str:
     plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode())
+        .decode()
+        .rstrip("=")
+    )
 
 
 def decode_cursor(cursor: str, n: int) -> list[Any]:
@@ -93,7 +97,9 @@ def _revive(col, raw: Any) -> Any:
         python_type = col.type.python_type
     except NotImplementedError:
         pass
-    if python_type is datetime or (isinstance(raw, str) and col.type.__class__.__name__ == "UTCDateTime"):
+    if python_type is datetime or (
+        isinstance(raw, str) and col.type.__class__.__name__ == "UTCDateTime"
+    ):
         try:
             return parse_datetime(raw if raw.endswith(("Z", "+00:00")) else raw + "+00:00")
         except (ValueError, AttributeError):

@@ -36,7 +36,13 @@ def artist_json(actor: Actor) -> dict[str, Any]:
 
 
 def actor_brief(actor: Actor) -> dict[str, Any]:
-    return {"handle": actor.handle, "acct": actor.acct, "uri": actor.uri, "name": actor.name, "url": actor.url}
+    return {
+        "handle": actor.handle,
+        "acct": actor.acct,
+        "uri": actor.uri,
+        "name": actor.name,
+        "url": actor.url,
+    }
 
 
 def account_json(account: Account) -> dict[str, Any]:

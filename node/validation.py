@@ -79,7 +79,11 @@ class Schema:
 
     def json_schema(self) -> dict[str, Any]:
         props = {name: _field_schema(f) for name, f in self.fields.items()}
-        schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": props,
+            "additionalProperties": False,
+        }
         required = [f.name for f in self.fields.values() if f.required]
         if required:
             schema["required"] = required

@@ -10,6 +10,6 @@ API = Api()
 
 
 def build_api() -> Api:
-    from . import accounts, catalog, gigs, meta, search  # noqa: F401 - registers endpoints
+    from . import accounts, catalog, gigs, meta, search, social  # noqa: F401 - registers endpoints
 
     return API

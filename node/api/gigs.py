@@ -19,8 +19,19 @@ VenueIn = Schema(
     F("capacity", "int", min=1, max=1_000_000),
     F("website", "url", max_len=500),
 )
-VenuePatch = Schema("VenueUpdate", *[F(f.name, f.kind, max_len=f.max_len, min=f.min, max=f.max, nullable=f.name != "name") for f in VenueIn.fields.values()])
-VenueListQ = Schema("VenueListQuery", F("cursor", max_len=500), F("limit", "int", min=1, max=100), F("borough", max_len=64))
+VenuePatch = Schema(
+    "VenueUpdate",
+    *[
+        F(f.name, f.kind, max_len=f.max_len, min=f.min, max=f.max, nullable=f.name != "name")
+        for f in VenueIn.fields.values()
+    ],
+)
+VenueListQ = Schema(
+    "VenueListQuery",
+    F("cursor", max_len=500),
+    F("limit", "int", min=1, max=100),
+    F("borough", max_len=64),
+)
 EventIn = Schema(
     "EventCreate",
     F("title", required=True, max_len=200),
@@ -60,14 +71,35 @@ EventListQ = Schema(
 )
 
 
-@API.route("GET", "/api/v1/venues", name="api.venues", summary="Venues by name; filter by borough", tag="venues", query=VenueListQ)
+@API.route(
+    "GET",
+    "/api/v1/venues",
+    name="api.venues",
+    summary="Venues by name; filter by borough",
+    tag="venues",
+    query=VenueListQ,
+)
 async def list_venues(call: Call):
     async with call.ctx.db.read_session() as s:
-        page = await gigs.list_venues(s, borough=call.query.get("borough"), cursor=call.query.get("cursor"), limit=call.query.get("limit", 20))
+        page = await gigs.list_venues(
+            s,
+            borough=call.query.get("borough"),
+            cursor=call.query.get("cursor"),
+            limit=call.query.get("limit", 20),
+        )
         return page_json(page, venue_json)
 
 
-@API.route("POST", "/api/v1/venues", name="api.venues.create", summary="Add a venue (artists and curators)", tag="venues", body=VenueIn, role="artist", status=201)
+@API.route(
+    "POST",
+    "/api/v1/venues",
+    name="api.venues.create",
+    summary="Add a venue (artists and curators)",
+    tag="venues",
+    body=VenueIn,
+    role="artist",
+    status=201,
+)
 async def create_venue(call: Call):
     async with call.ctx.db.transaction() as s:
         return venue_json(await gigs.create_venue(call.ctx, s, call.account, call.body))
@@ -79,27 +111,56 @@ async def get_venue(call: Call):
         return venue_json(await gigs.get_venue(s, call.path("uuid")))
 
 
-@API.route("PATCH", "/api/v1/venues/{uuid}", name="api.venue.update", summary="Edit a venue (its manager, curators)", tag="venues", body=VenuePatch, role="artist")
+@API.route(
+    "PATCH",
+    "/api/v1/venues/{uuid}",
+    name="api.venue.update",
+    summary="Edit a venue (its manager, curators)",
+    tag="venues",
+    body=VenuePatch,
+    role="artist",
+)
 async def update_venue(call: Call):
     async with call.ctx.db.transaction() as s:
         venue = await gigs.get_venue(s, call.path("uuid"))
         return venue_json(await gigs.update_venue(call.ctx, s, call.account, venue, call.body))
 
 
-@API.route("GET", "/api/v1/events", name="api.events", summary="Upcoming events, soonest first (or past ones)", tag="events", query=EventListQ)
+@API.route(
+    "GET",
+    "/api/v1/events",
+    name="api.events",
+    summary="Upcoming events, soonest first (or past ones)",
+    tag="events",
+    query=EventListQ,
+)
 async def list_events(call: Call):
     q = call.query
     async with call.ctx.db.read_session() as s:
         organizer = await catalog.get_artist(call.ctx, s, q["artist"]) if q.get("artist") else None
         venue = await gigs.get_venue(s, q["venue"]) if q.get("venue") else None
         page = await gigs.list_events(
-            s, organizer=organizer, venue=venue, borough=q.get("borough"), upcoming=not q.get("past", False),
-            cursor=q.get("cursor"), limit=q.get("limit", 20),
+            s,
+            organizer=organizer,
+            venue=venue,
+            borough=q.get("borough"),
+            upcoming=not q.get("past", False),
+            cursor=q.get("cursor"),
+            limit=q.get("limit", 20),
         )
         return page_json(page, event_json)
 
 
-@API.route("POST", "/api/v1/events", name="api.events.create", summary="Announce an event", tag="events", body=EventIn, role="artist", status=201)
+@API.route(
+    "POST",
+    "/api/v1/events",
+    name="api.events.create",
+    summary="Announce an event",
+    tag="events",
+    body=EventIn,
+    role="artist",
+    status=201,
+)
 async def create_event(call: Call):
     async with call.ctx.db.transaction() as s:
         return event_json(await gigs.create_event(call.ctx, s, call.account, call.body))
@@ -111,14 +172,30 @@ async def get_event(call: Call):
         return event_json(await gigs.get_event(s, call.path("uuid")))
 
 
-@API.route("PATCH", "/api/v1/events/{uuid}", name="api.event.update", summary="Edit or cancel an event", tag="events", body=EventPatch, role="artist")
+@API.route(
+    "PATCH",
+    "/api/v1/events/{uuid}",
+    name="api.event.update",
+    summary="Edit or cancel an event",
+    tag="events",
+    body=EventPatch,
+    role="artist",
+)
 async def update_event(call: Call):
     async with call.ctx.db.transaction() as s:
         event = await gigs.get_event(s, call.path("uuid"))
         return event_json(await gigs.update_event(call.ctx, s, call.account, event, call.body))
 
 
-@API.route("DELETE", "/api/v1/events/{uuid}", name="api.event.delete", summary="Delete an event", tag="events", role="artist", status=204)
+@API.route(
+    "DELETE",
+    "/api/v1/events/{uuid}",
+    name="api.event.delete",
+    summary="Delete an event",
+    tag="events",
+    role="artist",
+    status=204,
+)
 async def delete_event(call: Call):
     async with call.ctx.db.transaction() as s:
         event = await gigs.get_event(s, call.path("uuid"))

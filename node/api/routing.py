@@ -75,7 +75,20 @@ class Api:
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self.endpoints.append(
-                Endpoint(method, path, name, summary, fn, tag, body, query, role, status, multipart, response)
+                Endpoint(
+                    method,
+                    path,
+                    name,
+                    summary,
+                    fn,
+                    tag,
+                    body,
+                    query,
+                    role,
+                    status,
+                    multipart,
+                    response,
+                )
             )
             return fn
 
@@ -103,7 +116,9 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raise BadRequest("the body is not valid JSON") from None
 
 
-async def read_multipart(request: web.Request, file_limit: int, field_limit: int) -> tuple[dict, dict]:
+async def read_multipart(
+    request: web.Request, file_limit: int, field_limit: int
+) -> tuple[dict, dict]:
     """Fields and files of a multipart body, each bounded while it streams in."""
     fields: dict[str, Any] = {}
     files: dict[str, tuple[str, str, bytes]] = {}
@@ -116,7 +131,11 @@ async def read_multipart(request: web.Request, file_limit: int, field_limit: int
                 if size > file_limit:
                     raise PayloadTooLarge(f"the file is larger than {file_limit} bytes")
                 chunks.append(chunk)
-            files[part.name] = (part.filename, part.headers.get("Content-Type", "application/octet-stream"), b"".join(chunks))
+            files[part.name] = (
+                part.filename,
+                part.headers.get("Content-Type", "application/octet-stream"),
+                b"".join(chunks),
+            )
         else:
             value = await part.read(decode=True)
             if len(value) > field_limit:
@@ -142,7 +161,9 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         if ep.body is not None:
             limit = ctx.settings.node.max_request_bytes
             if ep.multipart and request.content_type == "multipart/form-data":
-                raw, files = await read_multipart(request, ctx.settings.media.max_upload_bytes, limit)
+                raw, files = await read_multipart(
+                    request, ctx.settings.media.max_upload_bytes, limit
+                )
             else:
                 raw = await read_json(request, limit)
             body = ep.body.validate(raw)
@@ -177,12 +198,18 @@ def openapi_document(api: Api, ctx: NodeContext) -> dict[str, Any]:
                 str(ep.status): {"description": "Success" if ep.status != 204 else "No content"},
                 "default": {
                     "description": "An RFC 9457 problem",
-                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    },
                 },
             },
         }
         if ep.status != 204:
-            op["responses"][str(ep.status)]["content"] = {"application/json": {"schema": {"type": ep.response}}}
+            op["responses"][str(ep.status)]["content"] = {
+                "application/json": {"schema": {"type": ep.response}}
+            }
         params = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
             for p in _PARAM.findall(ep.path)
@@ -196,7 +223,10 @@ def openapi_document(api: Api, ctx: NodeContext) -> dict[str, Any]:
             content = {"application/json": {"schema": ep.body.json_schema()}}
             if ep.multipart:
                 mp = ep.body.json_schema()
-                mp["properties"] = {**mp["properties"], "file": {"type": "string", "format": "binary"}}
+                mp["properties"] = {
+                    **mp["properties"],
+                    "file": {"type": "string", "format": "binary"},
+                }
                 mp["additionalProperties"] = True
                 content["multipart/form-data"] = {"schema": mp}
             op["requestBody"] = {"required": True, "content": content}

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import BigID, Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from .base import Base, BigID, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 ACTOR_KINDS = ("Person", "Group", "Organization", "Application", "Service")
 ROLES = ("fan", "artist", "curator", "admin")
@@ -43,7 +43,9 @@ class Actor(IdMixin, TimestampMixin, Base):
     private_key_pem: Mapped[str | None] = mapped_column(Text)
     key_id: Mapped[str | None] = mapped_column(String(600))
     avatar_url: Mapped[str | None] = mapped_column(String(512))
-    manually_approves_followers: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    manually_approves_followers: Mapped[bool] = mapped_column(
+        Boolean, default=False, nullable=False
+    )
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     raw: Mapped[dict | None] = mapped_column(JSON)
 
@@ -74,7 +76,9 @@ class Token(IdMixin, Base):
 
     __tablename__ = "tokens"
 
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(16), nullable=False)  # api | session
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(100), nullable=False, default="")

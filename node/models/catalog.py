@@ -40,7 +40,9 @@ class Release(IdMixin, TimestampMixin, Base):
 
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid, nullable=False)
     uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
-    artist_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), nullable=False)
+    artist_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default="album")
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
@@ -66,7 +68,9 @@ class Track(IdMixin, TimestampMixin, Base):
 
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid, nullable=False)
     uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
-    artist_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), nullable=False)
+    artist_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
     release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id", ondelete="SET NULL"))
     position: Mapped[int | None] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -117,8 +121,12 @@ class Event(IdMixin, TimestampMixin, Base):
 
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid, nullable=False)
     uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
-    organizer_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), nullable=False)
-    venue_id: Mapped[int | None] = mapped_column(ForeignKey("venues.id", ondelete="SET NULL"), index=True)
+    organizer_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
+    venue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("venues.id", ondelete="SET NULL"), index=True
+    )
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .actors import Actor
@@ -22,8 +22,12 @@ class Follow(IdMixin, Base):
     )
 
     uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
-    follower_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), nullable=False)
-    target_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), nullable=False)
+    follower_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -58,5 +62,78 @@ class Play(IdMixin, Base):
     source: Mapped[str] = mapped_column(String(16), nullable=False, default="stream")
     device_id: Mapped[int | None] = mapped_column(Integer)
     venue_id: Mapped[int | None] = mapped_column(ForeignKey("venues.id", ondelete="SET NULL"))
-    origin: Mapped[str] = mapped_column(String(16), nullable=False, default="local")  # local | remote
+    origin: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="local"
+    )  # local | remote
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class Like(IdMixin, Base):
+    """A fan likes a track, release or event (local or remote object, by URI)."""
+
+    __tablename__ = "likes"
+    __table_args__ = (
+        UniqueConstraint("actor_id", "object_uri", name="uq_likes_actor_object"),
+        Index("ix_likes_object", "object_uri"),
+    )
+
+    uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
+    actor_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
+    object_uri: Mapped[str] = mapped_column(String(512), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class Comment(IdMixin, Base):
+    """A comment (an ActivityPub Note) on a track, release or event.
+
+    `content` is sanitized HTML: sanitized on the way in, whoever wrote it.
+    """
+
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_object_created", "object_uri", "created_at", "id"),)
+
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid, nullable=False)
+    uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
+    actor_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
+    object_uri: Mapped[str] = mapped_column(String(512), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    local: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+    actor: Mapped[Actor] = relationship(lazy="joined")
+
+
+class Announce(IdMixin, Base):
+    """A repost: a collective (or anyone) boosts an artist or an object."""
+
+    __tablename__ = "announces"
+    __table_args__ = (UniqueConstraint("actor_id", "object_uri", name="uq_announces_actor_object"),)
+
+    uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
+    actor_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
+    object_uri: Mapped[str] = mapped_column(String(512), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class Report(IdMixin, Base):
+    """A report (ActivityPub Flag) for moderators, from a local user or another node."""
+
+    __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_state_created", "state", "created_at", "id"),)
+
+    uri: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
+    reporter_uri: Mapped[str] = mapped_column(String(512), nullable=False)
+    target_uris: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    state: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="open"
+    )  # open | resolved | dismissed
+    origin_host: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

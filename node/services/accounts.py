@@ -13,9 +13,33 @@ from ..models import ROLES, Account, Actor, ArtistProfile
 from ..validation import HANDLE_RE
 
 RESERVED = {
-    "admin", "api", "actor", "actors", "inbox", "outbox", "login", "logout", "signup", "rest",
-    "live", "tracks", "releases", "events", "venues", "search", "static", "root", "nycmg",
-    "well_known", "nodeinfo", "healthz", "metrics", "me", "feed", "support", "about",
+    "admin",
+    "api",
+    "actor",
+    "actors",
+    "inbox",
+    "outbox",
+    "login",
+    "logout",
+    "signup",
+    "rest",
+    "live",
+    "tracks",
+    "releases",
+    "events",
+    "venues",
+    "search",
+    "static",
+    "root",
+    "nycmg",
+    "well_known",
+    "nodeinfo",
+    "healthz",
+    "metrics",
+    "me",
+    "feed",
+    "support",
+    "about",
 }
 MIN_PASSWORD = 8
 
@@ -23,7 +47,9 @@ MIN_PASSWORD = 8
 def check_new_account(username: str, password: str, role: str) -> list[dict[str, str]]:
     problems = []
     if not HANDLE_RE.match(username or ""):
-        problems.append({"field": "username", "message": "2-30 characters: lowercase letters, digits and _"})
+        problems.append(
+            {"field": "username", "message": "2-30 characters: lowercase letters, digits and _"}
+        )
     elif username in RESERVED:
         problems.append({"field": "username", "message": "this name is reserved"})
     if len(password or "") < MIN_PASSWORD:
@@ -94,7 +120,9 @@ async def create_account(
     )
     session.add(account)
     if is_artist:
-        session.add(ArtistProfile(actor_id=actor.id, borough=borough, genres=genres or [], links=[]))
+        session.add(
+            ArtistProfile(actor_id=actor.id, borough=borough, genres=genres or [], links=[])
+        )
     await session.flush()
     account.actor = actor
     await ctx.bus.emit(session, "actor.created", actor_id=actor.id, uri=actor.uri)
@@ -160,5 +188,7 @@ async def change_password(session: AsyncSession, account: Account, old: str, new
     if not auth.verify_password(account.password_hash, old):
         raise Unauthorized("the current password is wrong")
     if len(new) < MIN_PASSWORD:
-        raise ValidationFailed([{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}])
+        raise ValidationFailed(
+            [{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}]
+        )
     account.password_hash = auth.hash_password(new)

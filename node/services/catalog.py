@@ -22,7 +22,6 @@ from ..errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from ..models import Account, Actor, ArtistProfile, Release, Track, utcnow
 from ..pagination import Page, keyset_page
 
-
 # ---- artists --------------------------------------------------------------
 
 
@@ -87,7 +86,13 @@ async def update_artist(
             raise ValidationFailed([{"field": "borough", "message": "unknown borough"}])
     for key in ("name", "summary", "avatar_url", "manually_approves_followers"):
         if key in values:
-            setattr(actor, key, values[key] if values[key] is not None else ("" if key in ("name", "summary") else None))
+            setattr(
+                actor,
+                key,
+                values[key]
+                if values[key] is not None
+                else ("" if key in ("name", "summary") else None),
+            )
     if "kind" in values:
         actor.kind = values["kind"]
     for key in ("borough", "genres", "links", "location"):
@@ -108,12 +113,16 @@ def can_see(account: Account | None, owner_id: int) -> bool:
 
 async def get_release(session: AsyncSession, uuid: str, account: Account | None = None) -> Release:
     release = await session.scalar(select(Release).where(Release.uuid == uuid))
-    if release is None or (release.state != "published" and not can_see(account, release.artist_id)):
+    if release is None or (
+        release.state != "published" and not can_see(account, release.artist_id)
+    ):
         raise NotFound("no such release")
     return release
 
 
-async def _artist_for(ctx: NodeContext, session: AsyncSession, account: Account, handle: str | None) -> Actor:
+async def _artist_for(
+    ctx: NodeContext, session: AsyncSession, account: Account, handle: str | None
+) -> Actor:
     """The artist a new object belongs to: the caller, or (for curators) the one named."""
     require_role(account, "artist")
     if handle and handle != account.username:
@@ -172,7 +181,11 @@ async def create_release(
 
 
 async def update_release(
-    ctx: NodeContext, session: AsyncSession, account: Account, release: Release, values: dict[str, Any]
+    ctx: NodeContext,
+    session: AsyncSession,
+    account: Account,
+    release: Release,
+    values: dict[str, Any],
 ) -> Release:
     require_owner_or(account, release.artist_id)
     for key in ("title", "kind", "description", "genres", "release_date", "cover_url"):
@@ -201,7 +214,9 @@ async def publish_release(
     if release.state == "published":
         return release
     if not release.tracks:
-        raise ValidationFailed([{"field": "tracks", "message": "a release needs at least one track"}])
+        raise ValidationFailed(
+            [{"field": "tracks", "message": "a release needs at least one track"}]
+        )
     release.state = "published"
     release.published_at = utcnow()
     await session.flush()
@@ -209,7 +224,9 @@ async def publish_release(
     return release
 
 
-async def delete_release(ctx: NodeContext, session: AsyncSession, account: Account, release: Release) -> None:
+async def delete_release(
+    ctx: NodeContext, session: AsyncSession, account: Account, release: Release
+) -> None:
     require_owner_or(account, release.artist_id)
     uri, was_public = release.uri, release.state == "published"
     for t in release.tracks:
@@ -233,16 +250,26 @@ async def list_releases(
     if not include_drafts:
         stmt = stmt.where(Release.state == "published")
         return await keyset_page(
-            session, stmt, Release.published_at, Release.id, cursor=cursor, limit=limit, descending=True
+            session,
+            stmt,
+            Release.published_at,
+            Release.id,
+            cursor=cursor,
+            limit=limit,
+            descending=True,
         )
-    return await keyset_page(session, stmt, Release.created_at, Release.id, cursor=cursor, limit=limit, descending=True)
+    return await keyset_page(
+        session, stmt, Release.created_at, Release.id, cursor=cursor, limit=limit, descending=True
+    )
 
 
 # ---- tracks ---------------------------------------------------------------
 
 
 async def get_track(session: AsyncSession, uuid: str, account: Account | None = None) -> Track:
-    track = await session.scalar(select(Track).where(Track.uuid == uuid).options(selectinload(Track.release)))
+    track = await session.scalar(
+        select(Track).where(Track.uuid == uuid).options(selectinload(Track.release))
+    )
     if track is None or (not track.public and not can_see(account, track.artist_id)):
         raise NotFound("no such track")
     return track
@@ -281,7 +308,9 @@ async def create_track(
     await session.flush()
     track.uri = ctx.urls.obj("tracks", track.uuid)
     if release is not None:
-        count = await session.scalar(select(func.count()).select_from(Track).where(Track.release_id == release.id))
+        count = await session.scalar(
+            select(func.count()).select_from(Track).where(Track.release_id == release.id)
+        )
         track.release_id, track.position = release.id, count + 1
     if upload is not None:
         filename, mime, data = upload
@@ -322,7 +351,9 @@ async def update_track(
     return track
 
 
-async def delete_track(ctx: NodeContext, session: AsyncSession, account: Account, track: Track) -> None:
+async def delete_track(
+    ctx: NodeContext, session: AsyncSession, account: Account, track: Track
+) -> None:
     require_owner_or(account, track.artist_id)
     uri, was_public = track.uri, track.public
     await session.delete(track)
@@ -331,7 +362,11 @@ async def delete_track(ctx: NodeContext, session: AsyncSession, account: Account
 
 
 async def list_tracks(
-    session: AsyncSession, *, artist: Actor | None = None, cursor: str | None = None, limit: int = 20,
+    session: AsyncSession,
+    *,
+    artist: Actor | None = None,
+    cursor: str | None = None,
+    limit: int = 20,
     include_drafts: bool = False,
 ) -> Page:
     stmt = select(Track).options(selectinload(Track.release))
@@ -339,5 +374,10 @@ async def list_tracks(
         stmt = stmt.where(Track.artist_id == artist.id)
     if not include_drafts:
         published = select(Release.id).where(Release.state == "published")
-        stmt = stmt.where((Track.release_id.in_(published)) | ((Track.release_id.is_(None)) & (Track.state == "ready")))
-    return await keyset_page(session, stmt, Track.created_at, Track.id, cursor=cursor, limit=limit, descending=True)
+        stmt = stmt.where(
+            (Track.release_id.in_(published))
+            | ((Track.release_id.is_(None)) & (Track.state == "ready"))
+        )
+    return await keyset_page(
+        session, stmt, Track.created_at, Track.id, cursor=cursor, limit=limit, descending=True
+    )

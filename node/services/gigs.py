@@ -28,7 +28,9 @@ async def get_venue(session: AsyncSession, uuid: str) -> Venue:
     return venue
 
 
-async def create_venue(ctx: NodeContext, session: AsyncSession, account: Account, values: dict[str, Any]) -> Venue:
+async def create_venue(
+    ctx: NodeContext, session: AsyncSession, account: Account, values: dict[str, Any]
+) -> Venue:
     """Artists and curators add venues; the creator manages it."""
     require_role(account, "artist")
     _check_borough(ctx, values.get("borough"))
@@ -90,7 +92,9 @@ def _check_times(values: dict[str, Any], event: Event | None = None) -> None:
         raise ValidationFailed([{"field": "ends_at", "message": "an event lasts at most 14 days"}])
 
 
-async def create_event(ctx: NodeContext, session: AsyncSession, account: Account, values: dict[str, Any]) -> Event:
+async def create_event(
+    ctx: NodeContext, session: AsyncSession, account: Account, values: dict[str, Any]
+) -> Event:
     require_role(account, "artist")
     organizer = await session.get(Actor, account.actor_id)
     if values.get("organizer") and values["organizer"] != account.username:
@@ -132,8 +136,18 @@ async def update_event(
     _check_times(values, event)
     if "venue" in values:
         event.venue_id = (await get_venue(session, values["venue"])).id if values["venue"] else None
-    for key in ("title", "description", "starts_at", "ends_at", "ticket_url", "price_amount",
-                "price_currency", "genres", "lineup", "state"):
+    for key in (
+        "title",
+        "description",
+        "starts_at",
+        "ends_at",
+        "ticket_url",
+        "price_amount",
+        "price_currency",
+        "genres",
+        "lineup",
+        "state",
+    ):
         if key in values:
             setattr(event, key, values[key])
     event.updated_at = utcnow()
@@ -143,7 +157,9 @@ async def update_event(
     return event
 
 
-async def delete_event(ctx: NodeContext, session: AsyncSession, account: Account, event: Event) -> None:
+async def delete_event(
+    ctx: NodeContext, session: AsyncSession, account: Account, event: Event
+) -> None:
     require_owner_or(account, event.organizer_id)
     uri = event.uri
     await session.delete(event)
@@ -171,8 +187,12 @@ async def list_events(
     if upcoming:
         # Still on: started less than a few hours ago or later.
         stmt = stmt.where(Event.starts_at >= utcnow() - timedelta(hours=6))
-        return await keyset_page(session, stmt, Event.starts_at, Event.id, cursor=cursor, limit=limit)
-    return await keyset_page(session, stmt, Event.starts_at, Event.id, cursor=cursor, limit=limit, descending=True)
+        return await keyset_page(
+            session, stmt, Event.starts_at, Event.id, cursor=cursor, limit=limit
+        )
+    return await keyset_page(
+        session, stmt, Event.starts_at, Event.id, cursor=cursor, limit=limit, descending=True
+    )
 
 
 def can_manage(account: Account | None, owner_id: int | None) -> bool:

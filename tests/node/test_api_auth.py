@@ -8,17 +8,29 @@ from node.services.accounts import get_account
 
 
 async def test_signup_then_token_then_me_then_revoke(node):
-    r = await node.client.post("/api/v1/accounts", json={"username": "rosa nyc!", "password": "long enough pw"})
+    r = await node.client.post(
+        "/api/v1/accounts", json={"username": "rosa nyc!", "password": "long enough pw"}
+    )
     assert r.status == 422 and (await r.json())["errors"][0]["field"] == "username"
-    r = await node.client.post("/api/v1/accounts", json={"username": "admin", "password": "long enough pw"})
+    r = await node.client.post(
+        "/api/v1/accounts", json={"username": "admin", "password": "long enough pw"}
+    )
     assert r.status == 422  # reserved
-    r = await node.client.post("/api/v1/accounts", json={"username": "rosa", "password": "long enough pw", "email": "rosa@example.org"})
+    r = await node.client.post(
+        "/api/v1/accounts",
+        json={"username": "rosa", "password": "long enough pw", "email": "rosa@example.org"},
+    )
     assert r.status == 201, await r.text()
     assert (await r.json())["role"] == "fan"
-    r = await node.client.post("/api/v1/accounts", json={"username": "ROSA", "password": "another one!"})
+    r = await node.client.post(
+        "/api/v1/accounts", json={"username": "ROSA", "password": "another one!"}
+    )
     assert r.status == 409  # names are case-insensitive
 
-    r = await node.client.post("/api/v1/auth/token", json={"username": "rosa", "password": "long enough pw", "name": "phone"})
+    r = await node.client.post(
+        "/api/v1/auth/token",
+        json={"username": "rosa", "password": "long enough pw", "name": "phone"},
+    )
     assert r.status == 201
     body = await r.json()
     token = body["token"]
@@ -49,13 +61,19 @@ async def test_wrong_passwords_are_rate_limited_per_user(node):
     await node.user("rosa", password="the right password")
     limit = node.settings.auth.login_attempts
     for _ in range(limit):
-        r = await node.client.post("/api/v1/auth/token", json={"username": "rosa", "password": "guess"})
+        r = await node.client.post(
+            "/api/v1/auth/token", json={"username": "rosa", "password": "guess"}
+        )
         assert r.status == 401
-    r = await node.client.post("/api/v1/auth/token", json={"username": "rosa", "password": "the right password"})
+    r = await node.client.post(
+        "/api/v1/auth/token", json={"username": "rosa", "password": "the right password"}
+    )
     assert r.status == 429
     assert int(r.headers["Retry-After"]) > 0
     # Unknown users get the same answer as wrong passwords.
-    r = await node.client.post("/api/v1/auth/token", json={"username": "ghost", "password": "guess"})
+    r = await node.client.post(
+        "/api/v1/auth/token", json={"username": "ghost", "password": "guess"}
+    )
     assert r.status in (401, 429)
 
 
@@ -66,7 +84,9 @@ async def test_disabled_accounts_lose_their_tokens(node):
     async with node.ctx.db.transaction() as s:
         await set_disabled(s, await get_account(s, "rosa"), True)
     assert (await node.client.get("/api/v1/me", headers=node.auth("rosa"))).status == 401
-    r = await node.client.post("/api/v1/auth/token", json={"username": "rosa", "password": "correct horse battery"})
+    r = await node.client.post(
+        "/api/v1/auth/token", json={"username": "rosa", "password": "correct horse battery"}
+    )
     assert r.status == 401
 
 
@@ -86,11 +106,25 @@ async def test_cookie_sessions_need_a_csrf_header_for_unsafe_api_calls(node):
 
 async def test_password_change(node):
     await node.user("rosa", password="old password 1")
-    r = await node.client.post("/api/v1/me/password", json={"old_password": "nope", "new_password": "new password 2"}, headers=node.auth("rosa"))
+    r = await node.client.post(
+        "/api/v1/me/password",
+        json={"old_password": "nope", "new_password": "new password 2"},
+        headers=node.auth("rosa"),
+    )
     assert r.status == 401
-    r = await node.client.post("/api/v1/me/password", json={"old_password": "old password 1", "new_password": "short"}, headers=node.auth("rosa"))
+    r = await node.client.post(
+        "/api/v1/me/password",
+        json={"old_password": "old password 1", "new_password": "short"},
+        headers=node.auth("rosa"),
+    )
     assert r.status == 422
-    r = await node.client.post("/api/v1/me/password", json={"old_password": "old password 1", "new_password": "new password 2"}, headers=node.auth("rosa"))
+    r = await node.client.post(
+        "/api/v1/me/password",
+        json={"old_password": "old password 1", "new_password": "new password 2"},
+        headers=node.auth("rosa"),
+    )
     assert r.status == 204
-    r = await node.client.post("/api/v1/auth/token", json={"username": "rosa", "password": "new password 2"})
+    r = await node.client.post(
+        "/api/v1/auth/token", json={"username": "rosa", "password": "new password 2"}
+    )
     assert r.status == 201

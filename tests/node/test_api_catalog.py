@@ -6,7 +6,9 @@ import pytest
 
 
 async def _track(node, who: str, title: str, **extra) -> dict:
-    r = await node.client.post("/api/v1/tracks", json={"title": title, **extra}, headers=node.auth(who))
+    r = await node.client.post(
+        "/api/v1/tracks", json={"title": title, **extra}, headers=node.auth(who)
+    )
     assert r.status == 201, await r.text()
     return await r.json()
 
@@ -22,7 +24,9 @@ async def test_artist_publishes_a_release_that_anyone_can_then_see(node):
     await node.user("jay", "artist", borough="Brooklyn", genres=["hip hop"])
     t1 = await _track(node, "jay", "Fulton St", duration_ms=201_000, isrc="US-RC1-76-07839")
     t2 = await _track(node, "jay", "Myrtle Ave", duration_ms=180_500)
-    release = await _release(node, "jay", "Kings County", [t1["uuid"], t2["uuid"]], genres=["hip hop"])
+    release = await _release(
+        node, "jay", "Kings County", [t1["uuid"], t2["uuid"]], genres=["hip hop"]
+    )
     assert release["state"] == "draft"
     assert [t["title"] for t in release["tracks"]] == ["Fulton St", "Myrtle Ave"]
     assert release["uri"].endswith(f"/releases/{release['uuid']}")
@@ -34,13 +38,17 @@ async def test_artist_publishes_a_release_that_anyone_can_then_see(node):
     assert r.content_type == "application/problem+json"
     assert (await node.client.get(f"/api/v1/tracks/{t1['uuid']}")).status == 404
 
-    r = await node.client.post(f"/api/v1/releases/{release['uuid']}/publish", headers=node.auth("jay"))
+    r = await node.client.post(
+        f"/api/v1/releases/{release['uuid']}/publish", headers=node.auth("jay")
+    )
     assert r.status == 200
     published = await r.json()
     assert published["state"] == "published" and published["published_at"].endswith("Z")
 
     # Publishing twice changes nothing.
-    r = await node.client.post(f"/api/v1/releases/{release['uuid']}/publish", headers=node.auth("jay"))
+    r = await node.client.post(
+        f"/api/v1/releases/{release['uuid']}/publish", headers=node.auth("jay")
+    )
     assert (await r.json())["published_at"] == published["published_at"]
 
     r = await node.client.get(f"/api/v1/releases/{release['uuid']}")
@@ -65,15 +73,21 @@ async def test_fans_cannot_publish_and_artists_cannot_touch_each_others_work(nod
     assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
     t = await _track(node, "jay", "Mine")
-    r = await node.client.patch(f"/api/v1/tracks/{t['uuid']}", json={"title": "Stolen"}, headers=node.auth("ana"))
+    r = await node.client.patch(
+        f"/api/v1/tracks/{t['uuid']}", json={"title": "Stolen"}, headers=node.auth("ana")
+    )
     assert r.status == 404  # ana cannot even see jay's draft
-    r = await node.client.post("/api/v1/releases", json={"title": "Heist", "tracks": [t["uuid"]]}, headers=node.auth("ana"))
+    r = await node.client.post(
+        "/api/v1/releases", json={"title": "Heist", "tracks": [t["uuid"]]}, headers=node.auth("ana")
+    )
     assert r.status == 422
     assert "another artist" in (await r.json())["detail"]
 
     # A curator may edit anyone's work.
     await node.user("cur", "curator")
-    r = await node.client.patch(f"/api/v1/tracks/{t['uuid']}", json={"title": "Fixed typo"}, headers=node.auth("cur"))
+    r = await node.client.patch(
+        f"/api/v1/tracks/{t['uuid']}", json={"title": "Fixed typo"}, headers=node.auth("cur")
+    )
     assert r.status == 200 and (await r.json())["title"] == "Fixed typo"
 
 
@@ -126,14 +140,23 @@ async def test_artist_profile_edit_and_directory_filters(node):
     await node.user("queenie", "artist", borough="Queens")
     r = await node.client.patch(
         "/api/v1/artists/jay",
-        json={"name": "Jay K", "summary": "Beats from Bed-Stuy", "genres": ["Hip Hop", "jazz"], "links": ["https://jay.example"]},
+        json={
+            "name": "Jay K",
+            "summary": "Beats from Bed-Stuy",
+            "genres": ["Hip Hop", "jazz"],
+            "links": ["https://jay.example"],
+        },
         headers=node.auth("jay"),
     )
     assert r.status == 200, await r.text()
     assert (await r.json())["genres"] == ["Hip Hop", "jazz"]
-    r = await node.client.patch("/api/v1/artists/jay", json={"borough": "Atlantis"}, headers=node.auth("jay"))
+    r = await node.client.patch(
+        "/api/v1/artists/jay", json={"borough": "Atlantis"}, headers=node.auth("jay")
+    )
     assert r.status == 422
-    r = await node.client.patch("/api/v1/artists/queenie", json={"name": "x"}, headers=node.auth("jay"))
+    r = await node.client.patch(
+        "/api/v1/artists/queenie", json={"name": "x"}, headers=node.auth("jay")
+    )
     assert r.status == 403
 
     brooklyn = await (await node.client.get("/api/v1/artists?borough=Brooklyn")).json()
@@ -150,7 +173,9 @@ async def test_deep_pages_with_cursors_visit_every_release_once(node):
     for i in range(23):
         t = await _track(node, "jay", f"T{i}")
         rel = await _release(node, "jay", f"R{i}", [t["uuid"]])
-        r = await node.client.post(f"/api/v1/releases/{rel['uuid']}/publish", headers=node.auth("jay"))
+        r = await node.client.post(
+            f"/api/v1/releases/{rel['uuid']}/publish", headers=node.auth("jay")
+        )
         assert r.status == 200
         ids.append(rel["uuid"])
     seen, cursor = [], None
@@ -169,15 +194,28 @@ async def test_events_at_venues_with_prices_in_minor_units(node):
     await node.user("jay", "artist")
     r = await node.client.post(
         "/api/v1/venues",
-        json={"name": "Elsewhere", "address": "599 Johnson Ave", "borough": "Brooklyn", "lat": 40.7097, "lon": -73.9233},
+        json={
+            "name": "Elsewhere",
+            "address": "599 Johnson Ave",
+            "borough": "Brooklyn",
+            "lat": 40.7097,
+            "lon": -73.9233,
+        },
         headers=node.auth("jay"),
     )
     assert r.status == 201, await r.text()
     venue = await r.json()
     r = await node.client.post(
         "/api/v1/events",
-        json={"title": "Rooftop", "starts_at": "2099-06-01T22:00:00-04:00", "ends_at": "2099-06-02T03:00:00-04:00",
-              "venue": venue["uuid"], "price_amount": 1500, "price_currency": "usd", "lineup": ["jay"]},
+        json={
+            "title": "Rooftop",
+            "starts_at": "2099-06-01T22:00:00-04:00",
+            "ends_at": "2099-06-02T03:00:00-04:00",
+            "venue": venue["uuid"],
+            "price_amount": 1500,
+            "price_currency": "usd",
+            "lineup": ["jay"],
+        },
         headers=node.auth("jay"),
     )
     assert r.status == 201, await r.text()
@@ -193,12 +231,18 @@ async def test_events_at_venues_with_prices_in_minor_units(node):
         {"title": "x", "starts_at": "2099-06-01T22:00:00"},  # no offset
         {"title": "x", "starts_at": "2099-06-01T22:00:00Z", "ends_at": "2099-06-01T21:00:00Z"},
         {"title": "x", "starts_at": "2099-06-01T22:00:00Z", "price_amount": 12.5},
-        {"title": "x", "starts_at": "2099-06-01T22:00:00Z", "venue": "00000000-0000-0000-0000-000000000000"},
+        {
+            "title": "x",
+            "starts_at": "2099-06-01T22:00:00Z",
+            "venue": "00000000-0000-0000-0000-000000000000",
+        },
     ]
     for body in bad:
         r = await node.client.post("/api/v1/events", json=body, headers=node.auth("jay"))
         assert r.status in (404, 422), (body, await r.text())
-    r = await node.client.patch(f"/api/v1/events/{event['uuid']}", json={"state": "cancelled"}, headers=node.auth("jay"))
+    r = await node.client.patch(
+        f"/api/v1/events/{event['uuid']}", json={"state": "cancelled"}, headers=node.auth("jay")
+    )
     assert r.status == 200
     upcoming = await (await node.client.get("/api/v1/events")).json()
     assert upcoming["items"] == []

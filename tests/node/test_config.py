@@ -16,8 +16,14 @@ def _write(tmp_path, values):
 
 
 def test_file_then_environment_then_explicit_overrides(tmp_path):
-    _write(tmp_path, {"node.domain": "queens.example", "server.port": 9000, "node.boroughs": ["Queens"]})
-    s = load_settings(tmp_path, environ={"NYCMG_SERVER_PORT": "9100", "NYCMG_FEDERATION_ALLOW_PRIVATE_ADDRESSES": "true"})
+    _write(
+        tmp_path,
+        {"node.domain": "queens.example", "server.port": 9000, "node.boroughs": ["Queens"]},
+    )
+    s = load_settings(
+        tmp_path,
+        environ={"NYCMG_SERVER_PORT": "9100", "NYCMG_FEDERATION_ALLOW_PRIVATE_ADDRESSES": "true"},
+    )
     assert s.node.domain == "queens.example"
     assert s.server.port == 9100
     assert s.federation.allow_private_addresses is True

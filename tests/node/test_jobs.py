@@ -46,7 +46,7 @@ async def test_success_failure_backoff_and_dead_letter(node):
     assert failed.last_error == "ConnectionError: remote down"
     assert failed.next_attempt_at > utcnow() + timedelta(seconds=5)
 
-    for attempt in (2, 3):
+    for _attempt in (2, 3):
         async with node.ctx.db.transaction() as s:
             await s.execute(update(Job).where(Job.id == bad.id).values(next_attempt_at=utcnow()))
         await worker.run_until_idle()
@@ -78,7 +78,10 @@ async def test_two_workers_never_claim_the_same_job(node):
     async with node.ctx.db.transaction() as s:
         for i in range(40):
             await enqueue(s, "test.count", {"i": i})
-    a, b = Worker(node.ctx.db, node.ctx.jobs, name="a"), Worker(node.ctx.db, node.ctx.jobs, name="b")
+    a, b = (
+        Worker(node.ctx.db, node.ctx.jobs, name="a"),
+        Worker(node.ctx.db, node.ctx.jobs, name="b"),
+    )
     claimed = await asyncio.gather(*[w.claim(7) for w in (a, b, a, b, a, b)])
     ids = [j.id for batch in claimed for j in batch]
     assert len(ids) == len(set(ids)) == 40
@@ -98,7 +101,9 @@ async def test_a_crashed_workers_job_is_reclaimed_after_its_lock_expires(node):
     healthy = Worker(node.ctx.db, node.ctx.jobs, name="healthy")
     assert await healthy.claim(1) == []  # still locked
     async with node.ctx.db.transaction() as s:
-        await s.execute(update(Job).where(Job.id == job.id).values(locked_until=utcnow() - timedelta(seconds=1)))
+        await s.execute(
+            update(Job).where(Job.id == job.id).values(locked_until=utcnow() - timedelta(seconds=1))
+        )
     await healthy.run_until_idle()
     assert seen == [job.id] and (await _job(node, job.id)).state == "done"
 

@@ -30,7 +30,19 @@ async def test_migrating_twice_is_harmless(node):
 
     async with node.ctx.db.engine.connect() as conn:
         names = await conn.run_sync(tables)
-    assert {"actors", "accounts", "tokens", "releases", "tracks", "venues", "events", "follows", "plays", "jobs", "audit_log"} <= names
+    assert {
+        "actors",
+        "accounts",
+        "tokens",
+        "releases",
+        "tracks",
+        "venues",
+        "events",
+        "follows",
+        "plays",
+        "jobs",
+        "audit_log",
+    } <= names
 
 
 async def test_sqlite_runs_in_wal_mode(node):

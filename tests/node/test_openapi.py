@@ -17,15 +17,23 @@ async def test_every_api_route_is_documented_and_nothing_else(node):
             continue
         routed.add((route.method, re.sub(r"{(\w+)(?::[^}]*)?}", r"{\1}", path)))
     assert routed == documented
-    for must in [("POST", "/api/v1/auth/token"), ("GET", "/api/v1/me"), ("POST", "/api/v1/tracks"),
-                 ("POST", "/api/v1/releases"), ("POST", "/api/v1/releases/{uuid}/publish"),
-                 ("POST", "/api/v1/events"), ("GET", "/api/v1/search")]:
+    for must in [
+        ("POST", "/api/v1/auth/token"),
+        ("GET", "/api/v1/me"),
+        ("POST", "/api/v1/tracks"),
+        ("POST", "/api/v1/releases"),
+        ("POST", "/api/v1/releases/{uuid}/publish"),
+        ("POST", "/api/v1/events"),
+        ("GET", "/api/v1/search"),
+    ]:
         assert must in documented
 
 
 async def test_request_bodies_are_described_with_their_rules(node):
     doc = await (await node.client.get("/api/v1/openapi.json")).json()
-    release = doc["paths"]["/api/v1/releases"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    release = doc["paths"]["/api/v1/releases"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
     assert release["required"] == ["title"]
     assert "album" in release["properties"]["kind"]["enum"]
     assert doc["paths"]["/api/v1/releases"]["post"]["security"] == [{"bearer": []}]
