@@ -1,0 +1,294 @@
+"""Starting the demo nodes, waiting for them, the banner, and `run_demo` itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import aiohttp
+from aiohttp import web
+
+from ..errors import NodeError
+from .data import MAX_NODES, NodeSpec, node_specs
+from .seed import ADMIN, DEMO_PASSWORD, DemoNetwork, DemoNode, seed
+
+
+class DemoError(NodeError):
+    """The demo could not start (a port in use, a data folder from another run)."""
+
+    status = 500
+    type_slug = "demo"
+    title = "Demo failed"
+
+
+def _demo_environ() -> dict[str, str]:
+    """Only log settings pass through from the environment: a NYCMG_DATABASE_URL
+    meant for a real node must not point every demo node at one database."""
+    return {k: v for k, v in os.environ.items() if k.startswith("NYCMG_LOG_")}
+
+
+def _check_ports(ports: list[int]) -> None:
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                raise DemoError(
+                    f"port {port} on 127.0.0.1 is already in use; stop what uses it or pass another --base-port"
+                ) from None
+
+
+async def _open_node(
+    spec: NodeSpec, port: int, data_dir: Path, database_url: str | None
+) -> tuple[DemoNode, bool]:
+    """Create (or reopen) a node's data directory and build its app; True when it is new."""
+    from ..bootstrap import init_data_dir
+    from ..config import CONFIG_FILE, load_settings
+
+    domain = f"127.0.0.1:{port}"
+    fresh = not (data_dir / CONFIG_FILE).exists()
+    if fresh:
+        init_data_dir(
+            data_dir,
+            domain=domain,
+            scheme="http",
+            database_url=database_url,
+            extra={
+                "node.name": spec.name,
+                "node.description": spec.description,
+                "federation.allow_private_addresses": True,
+                "log.format": "text",
+                "jobs.poll_seconds": 0.2,
+            },
+        )
+    settings = load_settings(data_dir, environ=_demo_environ())
+    if settings.node.domain != domain:
+        raise DemoError(
+            f"{data_dir} is a demo node for {settings.node.domain}, not {domain}; "
+            "use the same --base-port as before or another --data"
+        )
+    from ..app import create_app
+    from ..db import migrate
+
+    app = create_app(settings, worker=True)
+    node = DemoNode(spec=spec, port=port, app=app)
+    await migrate(node.ctx.db)
+    return node, fresh
+
+
+async def _start(node: DemoNode) -> None:
+    node.runner = web.AppRunner(node.app, access_log=None, handle_signals=False)
+    await node.runner.setup()
+    try:
+        await web.TCPSite(node.runner, "127.0.0.1", node.port).start()
+    except OSError as e:
+        raise DemoError(f"cannot listen on 127.0.0.1:{node.port}: {e.strerror or e}") from None
+
+
+async def _already_seeded(node: DemoNode) -> bool:
+    from sqlalchemy import select
+
+    from ..models import Account
+
+    async with node.ctx.db.read_session() as s:
+        return (await s.scalar(select(Account.id).where(Account.username == ADMIN))) is not None
+
+
+# ---- waiting, reporting ----------------------------------------------------
+
+
+async def wait_for_search(
+    network: DemoNetwork, http: aiohttp.ClientSession, wait_seconds: float
+) -> None:
+    """Poll each node's search until a seeded artist shows up: the worker builds
+    the index after seeding, and a banner that sends people to an empty search
+    would be a poor first impression. Bounded; a slow index is reported, not fatal."""
+    deadline = time.monotonic() + wait_seconds
+    pending = list(network.nodes)
+    while pending and time.monotonic() < deadline:
+        for node in list(pending):
+            query = node.spec.artists[0].name
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                async with http.get(f"{node.url}/api/v1/search", params={"q": query}) as r:
+                    body = await r.json() if r.status == 200 else {}
+                if body.get("results"):
+                    node.search_ready = True
+                    pending.remove(node)
+        if pending:
+            await asyncio.sleep(0.25)
+
+
+async def _count(http: aiohttp.ClientSession, url: str) -> int:
+    async with http.get(url, params={"limit": "100"}) as r:
+        r.raise_for_status()
+        return len((await r.json())["items"])
+
+
+async def _answers(http: aiohttp.ClientSession, url: str) -> bool:
+    """True when a page exists (2xx or a redirect to a login), so the banner only lists what works."""
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        async with http.get(url, allow_redirects=False) as r:
+            return r.status < 400
+    return False
+
+
+async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO) -> None:
+    first = network.nodes[0]
+    lines = [
+        "",
+        f"nycmg demo: {len(network.nodes)} node{'s' if len(network.nodes) > 1 else ''} on loopback, "
+        "each with its own database and worker",
+        "",
+    ]
+    width = max(len(n.spec.name) for n in network.nodes)
+    for node in network.nodes:
+        counts = [
+            await _count(http, f"{node.url}/api/v1/{kind}")
+            for kind in ("artists", "releases", "events")
+        ]
+        lines.append(
+            f"  {node.spec.name:<{width}}  {node.url:<22}  "
+            f"{counts[0]} artists, {counts[1]} releases, {counts[2]} upcoming events"
+        )
+    where = f"{network.data_dir} (removed at exit)" if network.temporary else str(network.data_dir)
+    lines += [
+        "",
+        f"  data: {where}",
+        "",
+        f"Log in on any node as {ADMIN} / {DEMO_PASSWORD} (the admin); every demo account",
+        f"uses the same password, e.g. {first.spec.artists[0].handle} (an artist) on {first.url}.",
+        "",
+        "Things to try:",
+    ]
+    artist = first.spec.artists[0]
+    query = artist.name.split()[-1].lower()
+    tries = [
+        ("an artist page", f"{first.url}/@{artist.handle}"),
+        ("search", f"{first.url}/search?q={query}"),
+        ("the console", f"{first.url}/admin"),
+    ]
+    for label, url in tries:
+        if await _answers(http, url):
+            lines.append(f"  {label:<16}{url}")
+    lines += [
+        f"  {'artists (JSON)':<16}{first.url}/api/v1/artists?borough={first.spec.borough.replace(' ', '+')}",
+        f"  {'search (JSON)':<16}{first.url}/api/v1/search?q={query}",
+        f"  {'events (JSON)':<16}{first.url}/api/v1/events",
+        f"  {'API reference':<16}{first.url}/api/v1/openapi.json",
+        f"  {'a token':<16}curl -s -X POST {first.url}/api/v1/auth/token -H 'Content-Type: application/json' \\",
+        f'  {"":<16}  -d \'{{"username": "{ADMIN}", "password": "{DEMO_PASSWORD}"}}\'',
+    ]
+    slow = [n.spec.name for n in network.nodes if not n.search_ready]
+    if slow:
+        lines += ["", f"Search is still indexing on {', '.join(slow)}; it fills in within moments."]
+    lines += [
+        "",
+        "In progress (not in this demo yet): federation between the nodes, audio, plays,",
+        "venue devices, live sessions and royalties.",
+        "",
+    ]
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+async def _wait_for_stop() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            pass
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+# ---- the command -----------------------------------------------------------
+
+
+def _demo_root(data_dir: Path | None) -> Path:
+    if data_dir is None:
+        return Path(tempfile.mkdtemp(prefix="nycmg-demo-"))
+    return Path(data_dir).expanduser().resolve()
+
+
+async def run_demo(
+    nodes: int = 3,
+    base_port: int = 8101,
+    data_dir: Path | None = None,
+    *,
+    seed_only: bool = False,
+    search_timeout: float = 20.0,
+    database_url_for: Callable[[Path], str | None] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Start `nodes` nodes on 127.0.0.1:base_port.., seed them, print how to use
+    them, and serve until SIGINT/SIGTERM (or return at once with `seed_only`).
+
+    `database_url_for(dir)` gives a node a database other than its SQLite file
+    (the tests use it for fresh PostgreSQL databases). Returns the exit code.
+    """
+    out = out or sys.stdout
+    if not 1 <= nodes <= MAX_NODES:
+        raise DemoError(f"the demo runs 1 to {MAX_NODES} nodes")
+    specs = node_specs(nodes)
+    ports = [base_port + i for i in range(len(specs))]
+    if ports[-1] > 65535:
+        raise DemoError("--base-port is too high for that many nodes")
+    _check_ports(ports)
+    temporary = data_dir is None
+    root = _demo_root(data_dir)
+    network = DemoNetwork(nodes=[], data_dir=root, temporary=temporary)
+    try:
+        out.write(f"starting {len(specs)} nodes in {root} ...\n")
+        out.flush()
+        for spec, port in zip(specs, ports, strict=True):
+            node_dir = root / spec.key
+            url = database_url_for(node_dir) if database_url_for and not node_dir.exists() else None
+            node, fresh = await _open_node(spec, port, node_dir, url)
+            network.nodes.append(node)
+            await _start(node)
+            node.seeded = not fresh and await _already_seeded(node)
+        await seed(network)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            for node in network.nodes:
+                async with http.get(f"{node.url}/healthz") as r:
+                    if r.status != 200:
+                        raise DemoError(
+                            f"{node.spec.name} at {node.url} is not healthy ({r.status})"
+                        )
+            await wait_for_search(network, http, search_timeout)
+            await banner(network, http, out)
+        if not seed_only:
+            out.write("Serving until Ctrl-C.\n")
+            out.flush()
+            await _wait_for_stop()
+        return 0
+    finally:
+        for node in reversed(network.nodes):
+            if node.runner is not None:
+                await node.runner.cleanup()
+            else:
+                await node.ctx.db.dispose()
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
+        if network.nodes and not seed_only:
+            out.write("demo stopped.\n")
+            out.flush()
