@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .config import load_settings
+from sqlalchemy.exc import SQLAlchemyError
+
+from .config import CONFIG_FILE, load_settings
 from .errors import NodeError
 
 EXIT_USAGE = 2
@@ -33,6 +35,17 @@ def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="the node's data directory")
 
 
+def _port(value: str) -> int:
+    """A TCP port, refused by argparse (one line) rather than by bind() (a traceback)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not between 1 and 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nycmg", description="A federated home for local music scenes.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -47,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the node (web, API, federation, and the worker)")
     _data(p)
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--no-worker", action="store_true", help="leave jobs to `nycmg worker` processes")
+    p.add_argument("--host", help="address to bind (default: the server.host setting)")
+    p.add_argument("--port", type=_port)
+    p.add_argument(
+        "--no-worker", action="store_true", help="leave jobs to `nycmg worker` processes"
+    )
 
     p = sub.add_parser("worker", help="run a job worker without serving HTTP")
     _data(p)
@@ -83,15 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     _data(p)
 
     p = sub.add_parser("demo", help="start a local network of nodes with seeded music")
-    p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--base-port", type=int, default=8101)
-    p.add_argument("--data", type=Path, help="where the demo nodes live (default: a temporary folder)")
+    p.add_argument("--nodes", type=int, default=3, help="how many nodes (1-9)")
+    p.add_argument(
+        "--base-port", type=int, default=8101, help="the first node's port; the others follow"
+    )
+    p.add_argument(
+        "--data", type=Path, help="where the demo nodes live (default: a temporary folder)"
+    )
     p.add_argument("--seed-only", action="store_true", help="seed, print, and exit (for tests)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit code (also when argparse refuses the
+    arguments, so tests and scripts can call it in-process)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     handler = COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
     try:
         result = handler(args)
@@ -107,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"nycmg: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_ERROR
+    except SQLAlchemyError as e:  # an unreachable or refusing database is bad input, not a bug
+        print(f"nycmg: database error: {_first_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _first_line(e: BaseException) -> str:
+    """The driver's own message (psycopg's first line, say), without SQLAlchemy's footer."""
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def _settings(args: argparse.Namespace, **overrides: Any):
@@ -137,16 +171,27 @@ async def _with_ctx(settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
 def cmd_init(args: argparse.Namespace) -> int:
     from .bootstrap import init_data_dir
     from .db import migrate
+    from .services.accounts import check_new_account
 
     admin = None
     if args.admin:
         user, sep, password = args.admin.partition(":")
         if not sep or not user or not password:
             raise CliError("--admin takes USER:PASSWORD")
+        # Refuse a bad admin before anything is written, so no half-made node is left.
+        problems = check_new_account(user.strip().lower(), password, "admin")
+        if problems:
+            raise CliError(
+                "--admin: " + "; ".join(f"{p['field']} {p['message']}" for p in problems)
+            )
         admin = (user, password)
     extra = {"node.name": args.name} if args.name else None
     settings = init_data_dir(
-        args.data, domain=args.domain, scheme=args.scheme, database_url=args.database_url, extra=extra
+        args.data,
+        domain=args.domain,
+        scheme=args.scheme,
+        database_url=args.database_url,
+        extra=extra,
     )
 
     async def setup(ctx) -> None:
@@ -157,7 +202,13 @@ def cmd_init(args: argparse.Namespace) -> int:
             async with ctx.db.transaction() as s:
                 await create_account(ctx, s, admin[0], admin[1], "admin")
 
-    asyncio.run(_with_ctx(settings, setup))
+    try:
+        asyncio.run(_with_ctx(settings, setup))
+    except BaseException:
+        # The config is written last-in-first-out: without it a corrected
+        # `nycmg init` can run again (keys are kept, migrations resume).
+        (settings.data_dir / CONFIG_FILE).unlink(missing_ok=True)
+        raise
     print(f"initialised {settings.data_dir} for {settings.base_url}")
     if admin:
         print(f"admin account: {admin[0]}")
@@ -188,10 +239,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = _app(settings, worker=not args.no_worker and settings.server.worker)
     asyncio.run(_check_schema(settings))
     logging.getLogger("nycmg").info(
-        "serving", extra={"url": settings.base_url, "bind": f"{settings.server.host}:{settings.server.port}"}
+        "serving",
+        extra={"url": settings.base_url, "bind": f"{settings.server.host}:{settings.server.port}"},
     )
-    print(f"nycmg serving {settings.base_url} on http://{settings.server.host}:{settings.server.port}", flush=True)
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None, access_log=None)
+    print(
+        f"nycmg serving {settings.base_url} on http://{settings.server.host}:{settings.server.port}",
+        flush=True,
+    )
+    web.run_app(
+        app, host=settings.server.host, port=settings.server.port, print=None, access_log=None
+    )
     return 0
 
 
@@ -202,11 +259,15 @@ async def _check_schema(settings) -> None:
     try:
         current = await current_revision(db)
     except Exception as e:  # noqa: BLE001 - report any connection failure in one line
-        raise CliError(f"cannot reach the database: {type(e).__name__}: {e}".splitlines()[0]) from None
+        raise CliError(
+            f"cannot reach the database: {type(e).__name__}: {e}".splitlines()[0]
+        ) from None
     finally:
         await db.dispose()
     if current != head_revision():
-        raise CliError(f"the database is at revision {current}, not {head_revision()}; run `nycmg migrate`")
+        raise CliError(
+            f"the database is at revision {current}, not {head_revision()}; run `nycmg migrate`"
+        )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -241,7 +302,14 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     async def run(ctx) -> None:
         async with ctx.db.transaction() as s:
             await create_account(
-                ctx, s, args.username, args.password, args.role, email=args.email, name=args.name, borough=args.borough
+                ctx,
+                s,
+                args.username,
+                args.password,
+                args.role,
+                email=args.email,
+                name=args.name,
+                borough=args.borough,
             )
 
     asyncio.run(_with_ctx(settings, run))
@@ -320,6 +388,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .logs import setup_logging
+
+    # Quiet by default: the banner is the interface; NYCMG_LOG_LEVEL=INFO shows the nodes' logs.
+    level = os.environ.get("NYCMG_LOG_LEVEL", "WARNING").upper()
+    setup_logging(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "WARNING", "text")
 
     if not 1 <= args.nodes <= 9:
         raise CliError("--nodes must be between 1 and 9")
