@@ -176,7 +176,9 @@ def render_page(
 ) -> web.Response:
     """Render `page` with its data; `failure` re-renders it after a refused form."""
     context = layout_context(request, view.account)
-    twin = request.config_dict[ROUTER][page.name + ".json"].url_for(**request.match_info)
+    # An action re-rendering its page may know more path parts than the page takes.
+    parts = {k: v for k, v in request.match_info.items() if "{" + k in page.path}
+    twin = request.config_dict[ROUTER][page.name + ".json"].url_for(**parts)
     if request.method == "GET" and request.query:
         twin = twin.with_query(request.query)
     context.update(

@@ -1,0 +1,170 @@
+"""Every route of the console, asked by every kind of caller.
+
+The routes are read from the mounted sub-app's router, so a route added
+without an entry here fails `test_every_route_is_in_the_matrix`. The table
+is written out by hand (not derived from the declarations) on purpose: it is
+the second statement of the policy documented in `admin/__init__.py` and
+`docs/admin.md`, and the test checks that both say the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+CALLERS = ("anonymous", "fan", "artist", "curator", "admin")
+
+# Expected status per caller. Browsers (HTML routes) use the session cookie
+# and the form's CSRF token; scripts (.json routes) use a Bearer token.
+STAFF_PAGE = {"anonymous": 302, "fan": 403, "artist": 403, "curator": 200, "admin": 200}
+STAFF_JSON = {"anonymous": 401, "fan": 403, "artist": 403, "curator": 200, "admin": 200}
+ADMIN_PAGE = {"anonymous": 302, "fan": 403, "artist": 403, "curator": 403, "admin": 200}
+ADMIN_JSON = {"anonymous": 401, "fan": 403, "artist": 403, "curator": 403, "admin": 200}
+ADMIN_FORM = {"anonymous": 303, "fan": 403, "artist": 403, "curator": 403, "admin": 303}
+ADMIN_POST = {"anonymous": 401, "fan": 403, "artist": 403, "curator": 403, "admin": 200}
+ADMIN_CREATE = {**ADMIN_POST, "admin": 201}
+FRONT = {"anonymous": 302, "fan": 403, "artist": 403, "curator": 302, "admin": 302}
+PUBLIC = dict.fromkeys(CALLERS, 200)
+
+MATRIX: dict[tuple[str, str], dict[str, int]] = {
+    ("GET", "/admin/"): FRONT,
+    ("GET", "/admin/dashboard"): STAFF_PAGE,
+    ("GET", "/admin/dashboard.json"): STAFF_JSON,
+    ("GET", "/admin/users"): STAFF_PAGE,
+    ("GET", "/admin/users.json"): STAFF_JSON,
+    ("GET", "/admin/users/{username}"): STAFF_PAGE,
+    ("GET", "/admin/users/{username}.json"): STAFF_JSON,
+    ("GET", "/admin/audit"): STAFF_PAGE,
+    ("GET", "/admin/audit.json"): STAFF_JSON,
+    ("GET", "/admin/jobs"): ADMIN_PAGE,
+    ("GET", "/admin/jobs.json"): ADMIN_JSON,
+    ("POST", "/admin/users"): ADMIN_FORM,
+    ("POST", "/admin/users.json"): ADMIN_CREATE,
+    ("POST", "/admin/users/{username}/role"): ADMIN_FORM,
+    ("POST", "/admin/users/{username}/role.json"): ADMIN_POST,
+    ("POST", "/admin/users/{username}/disable"): ADMIN_FORM,
+    ("POST", "/admin/users/{username}/disable.json"): ADMIN_POST,
+    ("POST", "/admin/users/{username}/enable"): ADMIN_FORM,
+    ("POST", "/admin/users/{username}/enable.json"): ADMIN_POST,
+    ("POST", "/admin/jobs/{id}/retry"): ADMIN_FORM,
+    ("POST", "/admin/jobs/{id}/retry.json"): ADMIN_POST,
+    ("GET", "/admin/static"): PUBLIC,
+}
+
+# What each action needs to succeed when an admin sends it.
+BODIES = {
+    "/role": {"role": "artist"},
+    "/disable": {"reason": "matrix"},
+    "/enable": {},
+    "/retry": {},
+}
+
+
+def console_routes(node) -> set[tuple[str, str]]:
+    """(method, canonical path) of every route of the mounted console."""
+    (console,) = [
+        r.get_info()["app"]
+        for r in node.app.router.resources()
+        if r.get_info().get("prefix") == "/admin"
+    ]
+    return {
+        (route.method, route.resource.canonical)
+        for route in console.router.routes()
+        if route.method != "HEAD"
+    }
+
+
+async def test_every_route_is_in_the_matrix(node):
+    routes = console_routes(node)
+    assert routes - MATRIX.keys() == set(), "console routes without a role-matrix entry"
+    assert MATRIX.keys() - routes == set(), "matrix entries for routes that no longer exist"
+
+
+def minimum_role(expected: dict[str, int]) -> str:
+    """The lowest role let in: "anyone" when anonymous callers are."""
+    if expected["anonymous"] not in (302, 303, 401):
+        return "anyone"
+    return next(c for c in CALLERS[1:] if expected[c] != 403)
+
+
+async def test_the_matrix_matches_the_documentation():
+    """docs/admin.md lists the same routes with the same minimum roles."""
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[2] / "docs" / "admin.md").read_text()
+    for (method, path), expected in MATRIX.items():
+        if path.endswith(".json"):
+            continue  # the docs state the twins' rule once: the same as their page or form
+        twin = MATRIX.get((method, path + ".json"))
+        if twin is not None:
+            assert minimum_role(twin) == minimum_role(expected), (method, path)
+        rows = [ln for ln in docs.splitlines() if ln.startswith(f"| {method} `{path}`")]
+        assert rows, f"docs/admin.md has no row for {method} {path}"
+        assert f"| {minimum_role(expected)} |" in rows[0], rows[0]
+
+
+@pytest.fixture
+async def callers(node, browser):
+    """A session and a Bearer token for one account of each role."""
+    for role in CALLERS[1:]:
+        await node.user(f"m_{role}", role)
+    await node.user("m_target", "fan")
+    return {role: await browser.session(f"m_{role}") for role in CALLERS[1:]}
+
+
+async def test_every_route_answers_every_caller_as_the_matrix_says(
+    node, browser, callers, dead_jobs
+):
+    counter = itertools.count()
+    failures = []
+    for (method, canonical), expected in sorted(MATRIX.items()):
+        for caller in CALLERS:
+            is_json = canonical.endswith(".json")
+            path = canonical.replace("{username}", "m_target")
+            if "{id}" in path:
+                path = path.replace("{id}", str(await dead_jobs()))
+            if canonical == "/admin/static":
+                path = "/admin/static/admin.css"
+            headers: dict[str, str] = {}
+            if caller != "anonymous":
+                if is_json:
+                    headers = node.auth(f"m_{caller}")
+                else:
+                    headers = browser.cookie(callers[caller])
+            kwargs = {}
+            if method == "POST":
+                body = next(
+                    (
+                        b
+                        for suffix, b in BODIES.items()
+                        if path.removesuffix(".json").endswith(suffix)
+                    ),
+                    None,
+                )
+                if body is None:  # create an account
+                    body = {"username": f"made_{next(counter)}", "password": "long enough secret"}
+                if is_json:
+                    kwargs["json"] = body
+                else:
+                    form = dict(body)
+                    if caller != "anonymous":
+                        form["csrf_token"] = browser.csrf(callers[caller])
+                    kwargs["data"] = form
+            r = await node.client.request(
+                method, path, headers=headers, allow_redirects=False, **kwargs
+            )
+            if r.status != expected[caller]:
+                failures.append(
+                    f"{method} {path} as {caller}: {r.status}, expected {expected[caller]}"
+                )
+                continue
+            if r.status == 401:
+                assert r.content_type == "application/problem+json"
+            if caller == "anonymous" and r.status in (302, 303) and canonical != "/admin/static":
+                assert r.headers["Location"].startswith("/login?next=/admin/"), r.headers[
+                    "Location"
+                ]
+            if is_json and r.status == 403:
+                assert r.content_type == "application/problem+json"
+    assert not failures, "\n".join(failures)
