@@ -1,7 +1,38 @@
-"""The public site: server-rendered pages for fans and artists."""
+"""The public site: server-rendered pages for fans and artists (DESIGN.md 10).
+
+`setup(app)` is called by the composition root. It adds the jinja2
+environment, the routes (pages, object pages, search, accounts), the static
+files with cache headers, and the HTML error pages.
+"""
+
+from __future__ import annotations
 
 from aiohttp import web
 
+from node.appkeys import HTML_ERROR
+
+from . import accounts, objects, pages, search
+from .errors import html_error
+from .render import ENV, STATIC, build_environment
+
+# Versioned URLs (?v=hash, see render.static) can be cached for good.
+LONG_CACHE = "public, max-age=31536000, immutable"
+SHORT_CACHE = "public, max-age=3600"
+
+
+async def _static_cache_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith("/static/") and response.status in (200, 304):
+        response.headers["Cache-Control"] = LONG_CACHE if "v" in request.query else SHORT_CACHE
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
 
 def setup(app: web.Application) -> None:
-    """PLACEHOLDER - being written."""
+    """Install the public site on the node's app."""
+    pages.setup_routes(app)
+    objects.setup_routes(app)
+    search.setup_routes(app)
+    accounts.setup_routes(app)
+    app.router.add_static("/static", STATIC, name="web.static", follow_symlinks=False)
+    app.on_response_prepare.append(_static_cache_headers)
+    app[ENV] = build_environment(app)
+    app[HTML_ERROR] = html_error

@@ -1,0 +1,139 @@
+"""The object pages: an artist, a release, a track, an event.
+
+These URLs are also the objects' ActivityPub ids (DESIGN.md 4), so each
+handler first offers the request to federation's renderer when the client
+asks for activity JSON (`AP_OBJECTS`); browsers get the page.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.appkeys import ACCOUNT, AP_OBJECTS, CTX
+from node.errors import NotFound
+from node.services import catalog, gigs
+from node.validation import UUID_RE
+
+from . import queries
+from .render import render
+
+HANDLE_PATH = r"[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9.\-]{1,253}(?::\d{1,5})?)?"
+_AP_TYPES = ("application/activity+json", "application/ld+json")
+
+
+def wants_activity_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(t in accept for t in _AP_TYPES) and "text/html" not in accept
+
+
+async def _negotiate(request: web.Request, kind: str) -> web.StreamResponse | None:
+    if wants_activity_json(request):
+        handler = request.config_dict.get(AP_OBJECTS, {}).get(kind)
+        if handler is not None:
+            return await handler(request)
+    return None
+
+
+def _uuid(request: web.Request) -> str:
+    value = request.match_info["uuid"].lower()
+    if not UUID_RE.match(value):
+        raise NotFound("There is nothing at this address.")
+    return value
+
+
+async def artist(request: web.Request) -> web.StreamResponse:
+    if (negotiated := await _negotiate(request, "actor")) is not None:
+        return negotiated
+    ctx = request.config_dict[CTX]
+    async with ctx.db.read_session() as s:
+        page = await queries.artist_page(s, ctx, request.match_info["handle"], request.get(ACCOUNT))
+    actor = page.actor
+    profile = actor.profile
+    return render(
+        request,
+        "artist.html",
+        {
+            "actor": actor,
+            "profile": profile,
+            "genres": list(profile.genres) if profile else [],
+            "links": [link for link in (profile.links if profile else []) if isinstance(link, str)],
+            "releases": page.releases,
+            "tracks": page.tracks,
+            "events": page.events,
+            "is_owner": page.is_owner,
+        },
+    )
+
+
+async def release(request: web.Request) -> web.StreamResponse:
+    if (negotiated := await _negotiate(request, "release")) is not None:
+        return negotiated
+    ctx = request.config_dict[CTX]
+    uuid = _uuid(request)
+    async with ctx.db.read_session() as s:
+        item = await catalog.get_release(s, uuid, request.get(ACCOUNT))
+        profile = await queries.profile_of(s, item.artist_id)
+        more = await queries.more_releases(s, item.artist_id, item.id)
+    known = [t.duration_ms for t in item.tracks if t.duration_ms]
+    return render(
+        request,
+        "release.html",
+        {
+            "release": item,
+            "artist": item.artist,
+            "profile": profile,
+            "tracks": item.tracks,
+            "running_ms": sum(known) if known else None,
+            "more": more,
+        },
+    )
+
+
+async def track(request: web.Request) -> web.StreamResponse:
+    if (negotiated := await _negotiate(request, "track")) is not None:
+        return negotiated
+    ctx = request.config_dict[CTX]
+    uuid = _uuid(request)
+    async with ctx.db.read_session() as s:
+        item = await catalog.get_track(s, uuid, request.get(ACCOUNT))
+        parent = item.release
+        siblings = await queries.tracks_of_release(s, parent.id) if parent is not None else []
+    return render(
+        request,
+        "track.html",
+        {
+            "track": item,
+            "artist": item.artist,
+            "release": parent,
+            "siblings": siblings,
+        },
+    )
+
+
+async def event(request: web.Request) -> web.StreamResponse:
+    if (negotiated := await _negotiate(request, "event")) is not None:
+        return negotiated
+    ctx = request.config_dict[CTX]
+    uuid = _uuid(request)
+    async with ctx.db.read_session() as s:
+        item = await gigs.get_event(s, uuid)
+        lineup = [x for x in item.lineup if isinstance(x, str)]
+        known = await queries.lineup_artists(s, ctx, lineup)
+    return render(
+        request,
+        "event.html",
+        {
+            "event": item,
+            "venue": item.venue,
+            "organizer": item.organizer,
+            "lineup": [(name.lstrip("@"), known.get(name)) for name in lineup],
+            "can_manage": gigs.can_manage(request.get(ACCOUNT), item.organizer_id),
+        },
+    )
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/@{handle:" + HANDLE_PATH + "}", artist, name="web.artist")
+    app.router.add_get("/releases/{uuid}", release, name="web.release")
+    app.router.add_get("/tracks/{uuid}", track, name="web.track")
+    app.router.add_get("/events/{uuid}", event, name="web.event")

@@ -1,0 +1,228 @@
+"""Read queries shaped for pages: few round trips, each on an index, no N+1.
+
+The services in `node.services` answer the API's questions (one kind of
+object, cursor pages). A page needs several kinds at once, often without
+the relationships the API eagerly loads (a release card needs no
+tracklist), so the page-shaped reads live here and stay read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager, raiseload
+
+from node.context import NodeContext
+from node.errors import NotFound
+from node.models import Account, Actor, ArtistProfile, Event, Release, Track, Venue, utcnow
+from node.services.catalog import can_see
+
+# An event stays "upcoming" until a few hours after it starts (as in node.services.gigs).
+STILL_ON = timedelta(hours=6)
+
+
+def _split_handle(ctx: NodeContext, handle: str) -> tuple[str, str]:
+    name, _, domain = handle.lstrip("@").lower().partition("@")
+    return name, domain or ctx.domain
+
+
+async def artist(session: AsyncSession, ctx: NodeContext, handle: str) -> Actor:
+    """One artist with its profile, in one query (local `jay` or remote `jay@host`)."""
+    name, domain = _split_handle(ctx, handle)
+    actor = await session.scalar(
+        select(Actor)
+        .outerjoin(ArtistProfile, ArtistProfile.actor_id == Actor.id)
+        .options(contains_eager(Actor.profile))
+        .where(Actor.handle == name, Actor.domain == domain, Actor.is_artist.is_(True))
+    )
+    if actor is None:
+        raise NotFound(f"There is no artist @{handle} here.")
+    return actor
+
+
+def _release_cards():
+    """Releases as cards: the artist (joined), never the tracklist."""
+    return select(Release).options(raiseload(Release.tracks))
+
+
+async def newest_releases(
+    session: AsyncSession, *, borough: str | None = None, limit: int = 8
+) -> list[Release]:
+    """Newest published local releases, optionally of artists in one borough."""
+    stmt = _release_cards().where(Release.state == "published", Release.local.is_(True))
+    if borough:
+        stmt = stmt.join(ArtistProfile, ArtistProfile.actor_id == Release.artist_id).where(
+            ArtistProfile.borough == borough
+        )
+    stmt = stmt.order_by(Release.published_at.desc(), Release.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).unique().all())
+
+
+async def newest_artists(
+    session: AsyncSession, *, borough: str | None = None, limit: int = 8
+) -> list[Actor]:
+    """The newest local artists (with profiles), optionally in one borough."""
+    stmt = (
+        select(Actor)
+        .outerjoin(ArtistProfile, ArtistProfile.actor_id == Actor.id)
+        .options(contains_eager(Actor.profile))
+        .where(Actor.local.is_(True), Actor.is_artist.is_(True))
+    )
+    if borough:
+        stmt = stmt.where(ArtistProfile.borough == borough)
+    stmt = stmt.order_by(Actor.created_at.desc(), Actor.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).unique().all())
+
+
+async def borough_stats(session: AsyncSession) -> dict[str, dict[str, int]]:
+    """Artists and upcoming events per borough, two grouped counts."""
+    stats: dict[str, dict[str, int]] = {}
+    artists = await session.execute(
+        select(ArtistProfile.borough, func.count())
+        .join(Actor, Actor.id == ArtistProfile.actor_id)
+        .where(Actor.local.is_(True), Actor.is_artist.is_(True), ArtistProfile.borough.is_not(None))
+        .group_by(ArtistProfile.borough)
+    )
+    for borough, n in artists:
+        stats.setdefault(borough, {"artists": 0, "events": 0})["artists"] = n
+    events = await session.execute(
+        select(Venue.borough, func.count())
+        .join(Event, Event.venue_id == Venue.id)
+        .where(
+            Event.state == "scheduled",
+            Event.starts_at >= utcnow() - STILL_ON,
+            Venue.borough.is_not(None),
+        )
+        .group_by(Venue.borough)
+    )
+    for borough, n in events:
+        stats.setdefault(borough, {"artists": 0, "events": 0})["events"] = n
+    return stats
+
+
+@dataclass
+class ArtistPage:
+    actor: Actor
+    releases: list[Release] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    is_owner: bool = False
+
+
+async def artist_page(
+    session: AsyncSession, ctx: NodeContext, handle: str, account: Account | None
+) -> ArtistPage:
+    """Everything on an artist's page in four indexed queries.
+
+    Drafts are included only for the artist and curators (`can_see`), and
+    then they are marked as such by the template.
+    """
+    actor = await artist(session, ctx, handle)
+    mine = can_see(account, actor.id)
+    releases = _release_cards().where(Release.artist_id == actor.id)
+    if mine:
+        releases = releases.order_by(
+            func.coalesce(Release.published_at, Release.created_at).desc(), Release.id.desc()
+        )
+    else:
+        releases = releases.where(Release.state == "published").order_by(
+            Release.published_at.desc(), Release.id.desc()
+        )
+    release_rows = list((await session.scalars(releases.limit(48))).unique().all())
+
+    tracks = (
+        select(Track)
+        .outerjoin(Release, Release.id == Track.release_id)
+        .options(
+            contains_eager(Track.release).options(
+                raiseload(Release.tracks), raiseload(Release.artist)
+            )
+        )
+        .options(raiseload(Track.artist))
+        .where(Track.artist_id == actor.id)
+    )
+    if not mine:
+        tracks = tracks.where(
+            or_(
+                Release.state == "published",
+                (Track.release_id.is_(None)) & (Track.state == "ready"),
+            )
+        )
+    tracks = tracks.order_by(Track.created_at.desc(), Track.id.desc()).limit(20)
+    track_rows = list((await session.scalars(tracks)).unique().all())
+
+    lineup = func.lower(cast(Event.lineup, Text))
+    events = (
+        select(Event)
+        .where(
+            Event.state == "scheduled",
+            Event.starts_at >= utcnow() - STILL_ON,
+            or_(
+                Event.organizer_id == actor.id,
+                lineup.contains(json.dumps(actor.handle), autoescape=True),
+                lineup.contains(json.dumps("@" + actor.handle), autoescape=True),
+            ),
+        )
+        .order_by(Event.starts_at, Event.id)
+        .limit(12)
+    )
+    event_rows = list((await session.scalars(events)).unique().all())
+    return ArtistPage(actor, release_rows, track_rows, event_rows, mine)
+
+
+async def more_releases(
+    session: AsyncSession, artist_id: int, exclude_id: int, limit: int = 4
+) -> list[Release]:
+    stmt = (
+        _release_cards()
+        .where(
+            Release.artist_id == artist_id, Release.state == "published", Release.id != exclude_id
+        )
+        .order_by(Release.published_at.desc(), Release.id.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).unique().all())
+
+
+async def profile_of(session: AsyncSession, actor_id: int) -> ArtistProfile | None:
+    return await session.get(ArtistProfile, actor_id)
+
+
+async def lineup_artists(
+    session: AsyncSession, ctx: NodeContext, lineup: list[str]
+) -> dict[str, Actor]:
+    """Map each lineup entry that names a known artist (`jay`, `@jay`, `jay@host`) to it."""
+    wanted: dict[tuple[str, str], str] = {}
+    for item in lineup:
+        if not isinstance(item, str) or " " in item.strip():
+            continue
+        wanted[_split_handle(ctx, item.strip())] = item
+    if not wanted:
+        return {}
+    handles = {h for h, _ in wanted}
+    rows = (
+        await session.scalars(
+            select(Actor).where(Actor.handle.in_(handles), Actor.is_artist.is_(True))
+        )
+    ).all()
+    found = {}
+    for actor in rows:
+        item = wanted.get((actor.handle, actor.domain))
+        if item is not None:
+            found[item] = actor
+    return found
+
+
+async def tracks_of_release(session: AsyncSession, release_id: int) -> list[Track]:
+    """A release's tracklist, in order (the artist is joined by the model)."""
+    stmt = (
+        select(Track)
+        .options(raiseload(Track.release))
+        .where(Track.release_id == release_id)
+        .order_by(Track.position, Track.id)
+    )
+    return list((await session.scalars(stmt)).unique().all())
