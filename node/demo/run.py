@@ -11,7 +11,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -237,12 +237,15 @@ async def run_demo(
     search_timeout: float = 20.0,
     database_url_for: Callable[[Path], str | None] | None = None,
     out: TextIO | None = None,
+    on_ready: Callable[[DemoNetwork], Awaitable[None]] | None = None,
 ) -> int:
     """Start `nodes` nodes on 127.0.0.1:base_port.., seed them, print how to use
     them, and serve until SIGINT/SIGTERM (or return at once with `seed_only`).
 
     `database_url_for(dir)` gives a node a database other than its SQLite file
-    (the tests use it for fresh PostgreSQL databases). Returns the exit code.
+    (the tests use it for fresh PostgreSQL databases); `on_ready(network)` runs
+    once the banner is out, while the nodes still serve (the tests look at them
+    over HTTP there). Returns the exit code.
     """
     out = out or sys.stdout
     if not 1 <= nodes <= MAX_NODES:
@@ -276,6 +279,8 @@ async def run_demo(
                         )
             await wait_for_search(network, http, search_timeout)
             await banner(network, http, out)
+        if on_ready is not None:
+            await on_ready(network)
         if not seed_only:
             out.write("Serving until Ctrl-C.\n")
             out.flush()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -287,14 +289,30 @@ NODE_STEPS: list[tuple[str, NodeStep]] = [
 NETWORK_STEPS: list[tuple[str, NetworkStep]] = []
 
 
+@contextlib.contextmanager
+def _one_password_hash() -> Iterator[None]:
+    """Every demo account has the same password, so hash it once: argon2 is
+    deliberately slow (a quarter of a second here), and paying that for each
+    of two dozen accounts would double the demo's start-up. Only while seeding."""
+    from .. import auth
+
+    real = auth.hash_password
+    auth.hash_password = functools.lru_cache(maxsize=4)(real)
+    try:
+        yield
+    finally:
+        auth.hash_password = real
+
+
 async def seed(network: DemoNetwork) -> None:
     """Run every step on the nodes not seeded yet. A reopened `--data` folder is
     left as it was (its nodes keep what an earlier run, or a visitor, made)."""
     fresh = [node for node in network.nodes if not node.seeded]
-    for node in fresh:
-        for _name, step in NODE_STEPS:
-            await step(node)
-        node.seeded = True
-    if fresh:
-        for _name, step in NETWORK_STEPS:
-            await step(network)
+    with _one_password_hash():
+        for node in fresh:
+            for _name, step in NODE_STEPS:
+                await step(node)
+            node.seeded = True
+        if fresh:
+            for _name, step in NETWORK_STEPS:
+                await step(network)
