@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create a node's data directory, keys and database")
     _data(p)
     p.add_argument("--domain", help="public HOST[:PORT], part of every actor URI")
-    p.add_argument("--scheme", choices=["http", "https"])
+    p.add_argument(
+        "--scheme", choices=["http", "https"], help="scheme of public URLs (default: http)"
+    )
     p.add_argument("--database-url", help="postgresql+psycopg://... (default: SQLite in DATA)")
     p.add_argument("--admin", metavar="USER:PASSWORD", help="also create an admin account")
     p.add_argument("--name", help="the node's display name")
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the node (web, API, federation, and the worker)")
     _data(p)
     p.add_argument("--host", help="address to bind (default: the server.host setting)")
-    p.add_argument("--port", type=_port)
+    p.add_argument("--port", type=_port, help="port to bind (default: the server.port setting)")
     p.add_argument(
         "--no-worker", action="store_true", help="leave jobs to `nycmg worker` processes"
     )
@@ -76,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     usub = p.add_subparsers(dest="user_command", required=True, parser_class=_Parser)
     c = usub.add_parser("create", help="create an account")
     _data(c)
-    c.add_argument("username")
-    c.add_argument("--password", required=True)
-    c.add_argument("--role", choices=["fan", "artist", "curator", "admin"], default="fan")
-    c.add_argument("--email")
-    c.add_argument("--name")
-    c.add_argument("--borough")
+    c.add_argument("username", help="2-30 lowercase letters, digits and _")
+    c.add_argument("--password", required=True, help="at least 8 characters")
+    c.add_argument(
+        "--role", choices=["fan", "artist", "curator", "admin"], default="fan", help="default: fan"
+    )
+    c.add_argument("--email", help="optional; unique per node")
+    c.add_argument("--name", help="display name (default: the username)")
+    c.add_argument("--borough", help="for artists: one of the node.boroughs setting")
     c = usub.add_parser("role", help="change an account's role")
     _data(c)
     c.add_argument("username")

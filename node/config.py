@@ -347,17 +347,34 @@ def write_config(data_dir: Path, values: Mapping[str, Any]) -> Path:
 
 
 def settings_markdown() -> str:
-    """The settings reference, generated from SETTINGS (docs/settings.md)."""
+    """The settings reference, generated from SETTINGS (docs/settings.md).
+
+    Defaults are shown as they would be written in nycmg.toml, and a test
+    keeps docs/settings.md equal to this, so the docs cannot drift.
+    """
+    import json
+
     lines = [
         "# Settings",
         "",
-        "Each setting lives in `DATA/nycmg.toml` under its section, and can be",
-        "overridden by the environment variable shown. Generated from `node/config.py`.",
+        "Each setting lives in `DATA/nycmg.toml` under its section (`[node]`, `[database]`, ...)",
+        "and can be overridden by the environment variable shown; booleans read from the",
+        "environment accept `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, and lists are",
+        "comma-separated. `nycmg init` writes only what differs from the defaults.",
         "",
-        "| setting | environment | default | what |",
-        "| --- | --- | --- | --- |",
+        "This page is generated from `node/config.py`; after changing a setting, regenerate it:",
+        "",
+        "```",
+        "python -c 'from node.config import settings_markdown as m; print(m(), end=\"\")' > docs/settings.md",
+        "```",
+        "",
+        "| setting | environment | type | default | what |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for s in SETTINGS:
-        default = ", ".join(s.default) if isinstance(s.default, list) else s.default
-        lines.append(f"| `{s.dotted}` | `{s.env_name}` | `{default}` | {s.help} |")
+        default = json.dumps(s.default, ensure_ascii=False).replace("|", "\\|")
+        help_text = s.help.replace("|", "\\|")
+        lines.append(
+            f"| `{s.dotted}` | `{s.env_name}` | {s.kind.__name__} | `{default}` | {help_text} |"
+        )
     return "\n".join(lines) + "\n"
