@@ -39,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
-from whoosh.analysis import CharsetFilter, LowercaseFilter, RegexTokenizer
 from whoosh.fields import DATETIME, ID, KEYWORD, STORED, TEXT, Schema
-from whoosh.query import And, AndMaybe, FuzzyTerm, Or, Prefix, Query, Term
-from whoosh.support.charset import accent_map
+from whoosh.query import And, Or, Query, Term
 
 from .documents import DOC_TYPES
+from .query import ANALYZER, Lexicon, SegmentLexicon, build_query, normalized, words
 
 try:  # POSIX: serialize creating and swapping generations across processes
     import fcntl
@@ -54,10 +53,6 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger("nycmg.search")
 
 __all__ = ["DOC_TYPES", "SearchIndex", "SCHEMA", "words", "GENERATION_PREFIX"]
-
-# Names are not prose: no stemming and no stop words ("The The" is a band),
-# accents folded so "Beyonce" finds "Beyoncé".
-ANALYZER = RegexTokenizer(r"\w+(?:['’]\w+)*") | LowercaseFilter() | CharsetFilter(accent_map)
 
 SCHEMA = Schema(
     uri=ID(stored=True, unique=True),  # the key: deletions only know an object's URI
@@ -80,27 +75,6 @@ SCHEMA = Schema(
 GENERATION_PREFIX = "gen-"
 CURRENT = "CURRENT"
 STAMP = "STAMP"
-MAX_WORDS = 8
-MAX_WORD_LEN = 40
-FACET_CACHE_SEGMENTS = 64
-
-
-def words(text: str | None) -> list[str]:
-    """The user's words as the index sees them (same analyzer), de-duplicated, capped."""
-    if not text:
-        return []
-    out: list[str] = []
-    for tok in ANALYZER(text[:500]):
-        w = tok.text[:MAX_WORD_LEN]
-        if w and w not in out:
-            out.append(w)
-        if len(out) >= MAX_WORDS:
-            break
-    return out
-
-
-def _normalized(text: str) -> str:
-    return " ".join(tok.text for tok in ANALYZER(text or ""))[:200]
 
 
 def _fields(doc: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +90,7 @@ def _fields(doc: dict[str, Any]) -> dict[str, Any]:
         "type": doc["type"],
         "oid": doc["oid"],
         "name": doc.get("name") or "",
-        "exact": _normalized(doc.get("name") or ""),
+        "exact": normalized(doc.get("name") or ""),
         "body": doc.get("body") or "",
         "subtitle": doc.get("subtitle") or "",
         "url": doc.get("url") or "",
@@ -239,29 +213,68 @@ def _segment_table(reader: Any) -> tuple[list, list, list]:
     return types, boroughs, genres
 
 
-class _Tables:
-    """Whole-index facet tables for one searcher, assembled from segment tables."""
+class _Segment:
+    """What a search needs from one segment, computed once: segments are immutable."""
 
-    def __init__(self, searcher: Any, cache: dict[str, tuple[list, list, list]]) -> None:
-        self.types: list = []
-        self.boroughs: list = []
-        self.genres: list = []
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self._table: tuple[list, list, list] | None = None
+        self._lexicon: SegmentLexicon | None = None
+
+    @property
+    def table(self) -> tuple[list, list, list]:
+        if self._table is None:
+            self._table = _segment_table(self.reader)
+        return self._table
+
+    @property
+    def lexicon(self) -> SegmentLexicon:
+        if self._lexicon is None:
+            self._lexicon = SegmentLexicon(self.reader)
+        return self._lexicon
+
+
+class _View:
+    """One searcher's whole-index facet tables and lexicon, built from cached segments."""
+
+    def __init__(self, searcher: Any, cache: dict[str, _Segment]) -> None:
+        self.segments: list[_Segment] = []
         seen = set()
-        for sub, offset in searcher.leaf_searchers():
+        for sub, _offset in searcher.leaf_searchers():
             reader = sub.reader()
             segment = reader.segment()
             key = segment.segment_id() if segment is not None else f"{id(reader)}"
             seen.add(key)
-            table = cache.get(key)
-            if table is None:
-                table = cache[key] = _segment_table(reader)
-            assert offset == len(self.types)
-            self.types.extend(table[0])
-            self.boroughs.extend(table[1])
-            self.genres.extend(table[2])
-        if len(cache) > FACET_CACHE_SEGMENTS:
-            for key in [k for k in cache if k not in seen]:
-                del cache[key]
+            entry = cache.get(key)
+            if entry is None:
+                entry = cache[key] = _Segment(reader)
+            entry.reader = reader  # the live reader; the cached data stays valid
+            self.segments.append(entry)
+        for key in [k for k in cache if k not in seen]:
+            del cache[key]  # merged away
+        self._tables: tuple[list, list, list] | None = None
+        self._lexicon: Lexicon | None = None
+
+    @property
+    def tables(self) -> tuple[list, list, list]:
+        """docnum -> type, borough, genres over the whole index (offsets in segment order)."""
+        if self._tables is None:
+            types: list = []
+            boroughs: list = []
+            genres: list = []
+            for seg in self.segments:
+                t, b, g = seg.table
+                types += t
+                boroughs += b
+                genres += g
+            self._tables = (types, boroughs, genres)
+        return self._tables
+
+    @property
+    def lexicon(self) -> Lexicon:
+        if self._lexicon is None:
+            self._lexicon = Lexicon([seg.lexicon for seg in self.segments])
+        return self._lexicon
 
 
 # ---- the index ----------------------------------------------------------------
@@ -280,8 +293,8 @@ class SearchIndex:
         self._searcher: Any = None
         self._searcher_key: tuple[str | None, str | None] = (None, None)
         self._read_ix: Any = None
-        self._tables: _Tables | None = None
-        self._segment_tables: dict[str, tuple[list, list, list]] = {}
+        self._view: _View | None = None
+        self._segments: dict[str, _Segment] = {}
         self._browse_order: list[int] | None = None
         # Write thread only:
         self._write_ix: Any = None
@@ -304,9 +317,9 @@ class SearchIndex:
         self._reader_pool = self._writer_pool = None
         if self._searcher is not None:
             self._searcher.close()
-        self._searcher, self._searcher_key, self._tables = None, (None, None), None
+        self._searcher, self._searcher_key, self._view = None, (None, None), None
         self._read_ix = self._write_ix = self._write_gen = None
-        self._segment_tables.clear()
+        self._segments.clear()
 
     async def _run(self, pool_name: str, fn: Any, *args: Any) -> Any:
         if self._reader_pool is None or self._writer_pool is None:
@@ -367,7 +380,7 @@ class SearchIndex:
             return self._searcher
         if self._searcher is None or gen != self._searcher_key[0]:
             self._read_ix = whoosh_index.open_dir(str(self.directory / gen))
-            self._segment_tables.clear()
+            self._segments.clear()
         # A new searcher, not `searcher.refresh()`: whoosh-reloaded's refresh
         # reuses a segment's reader by segment id even when the segment gained
         # deletions, and keeps merged-away segments, which shows an updated
@@ -376,14 +389,14 @@ class SearchIndex:
         if old is not None:
             old.close()
         self._searcher_key = key
-        self._tables = None
+        self._view = None
         self._browse_order = None
         return self._searcher
 
-    def _facet_tables(self, searcher: Any) -> _Tables:
-        if self._tables is None:
-            self._tables = _Tables(searcher, self._segment_tables)
-        return self._tables
+    def _current_view(self, searcher: Any) -> _View:
+        if self._view is None:
+            self._view = _View(searcher, self._segments)
+        return self._view
 
     def _browse(self, searcher: Any) -> list[int]:
         """Every live document, newest first (an empty query lists the catalog)."""
@@ -442,7 +455,7 @@ class SearchIndex:
         ws = words(text)
         empty = {"borough": {}, "genre": {}, "type": {}}
         if ws:
-            query = build_query(ws)
+            query = build_query(ws, self._current_view(searcher).lexicon)
             ranked = [d for _, d in searcher.search(query, limit=None, terms=False).top_n]
         elif text.strip() in ("", "*"):
             ranked = self._browse(searcher)
@@ -456,13 +469,12 @@ class SearchIndex:
                 "facets": empty,
             }
 
-        t = self._facet_tables(searcher)
+        T, B, G = self._current_view(searcher).tables
         ftypes = set(types) if types else None
         type_c: Counter = Counter()
         borough_c: Counter = Counter()
         genre_c: Counter = Counter()
         kept: list[int] = []
-        T, B, G = t.types, t.boroughs, t.genres
         for d in ranked:
             dt, db, dg = T[d], B[d], G[d]
             mt = ftypes is None or dt in ftypes
@@ -530,8 +542,12 @@ class SearchIndex:
         # 2. Any word of the title starting with the last word (the others exact).
         last = ws[-1]
         if len(found) < limit and (len(last) >= 2 or len(ws) > 1):
+            lex = self._current_view(searcher).lexicon
             parts: list[Query] = [Term("name", w) for w in ws[:-1]]
-            parts.append(Prefix("name", last) if len(last) >= 2 else Term("name", last))
+            endings = [last] + [w for w in lex.completions(last) if lex.has("name", w)]
+            parts.append(
+                Or([Term("name", w) for w in endings]) if len(endings) > 1 else Term("name", last)
+            )
             query = And(parts) if len(parts) > 1 else parts[0]
             for hit in searcher.search(query, limit=limit * 2, terms=False):
                 if hit.docnum not in seen:
@@ -564,45 +580,3 @@ class SearchIndex:
     async def count(self) -> int:
         """How many documents the live generation holds."""
         return await self._run("read", lambda: self._current_searcher().doc_count())
-
-
-def transpositions(w: str) -> list[str]:
-    """`w` with each pair of neighbouring letters swapped (Damerau's extra edit)."""
-    out = []
-    for i in range(len(w) - 1):
-        if w[i] != w[i + 1]:
-            v = w[:i] + w[i + 1] + w[i] + w[i + 2 :]
-            if v not in out:
-                out.append(v)
-    return out
-
-
-def build_query(ws: list[str]) -> Query:
-    """Every word must match somewhere; exact name words and whole names rank first.
-
-    Scores add up: an exact word in the name (BM25, boosted) beats a fuzzy
-    one (a small constant), and the exact whole name outweighs everything.
-    """
-    parts: list[Query] = []
-    for i, w in enumerate(ws):
-        last = i == len(ws) - 1
-        clauses: list[Query] = [Term("name", w, boost=3.0), Term("body", w)]
-        if len(w) >= 4:
-            dist = 1 if len(w) < 8 else 2
-            clauses.append(FuzzyTerm("name", w, maxdist=dist, prefixlength=1, boost=0.5))
-            clauses.append(FuzzyTerm("body", w, maxdist=dist, prefixlength=1, boost=0.2))
-            # whoosh's automaton is plain Levenshtein, where swapping two letters
-            # ("kigns") costs 2; the commonest typo deserves its own cheap terms.
-            for v in transpositions(w):
-                clauses.append(Term("name", v, boost=0.5))
-                clauses.append(Term("body", v, boost=0.2))
-        if last and len(w) >= 2:
-            clauses.append(Prefix("name", w, boost=1.0))
-            clauses.append(Prefix("body", w, boost=0.3))
-        parts.append(Or(clauses))
-    required = And(parts) if len(parts) > 1 else parts[0]
-    whole = " ".join(ws)
-    boosts: list[Query] = [Term("exact", whole, boost=50.0)]
-    if len(whole) >= 3:  # a shorter prefix would expand to half the catalog's titles
-        boosts.append(Prefix("exact", whole, boost=5.0))
-    return AndMaybe(required, Or(boosts) if len(boosts) > 1 else boosts[0])
