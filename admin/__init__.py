@@ -28,7 +28,7 @@ callers get 401 problem+json. Below the required role: 403.
 | POST /admin/users/{username}/disable  | 403 | 403    | 403     | yes   |
 | POST /admin/users/{username}/enable   | 403 | 403    | 403     | yes   |
 | POST /admin/jobs/{id}/retry           | 403 | 403    | 403     | yes   |
-| GET  /admin/static/...                | public stylesheet             ||||
+| GET  /admin/static/admin.css          | anyone (the stylesheet)               |
 
 Why: curators moderate what the node shows, so they see the people on it
 and the record of what admins did; changing who holds power (roles,

@@ -72,7 +72,7 @@ async def test_the_dashboard_counts_the_node(node, browser):
 async def test_the_console_stylesheet_is_served(node):
     r = await node.client.get("/admin/static/admin.css")
     assert r.status == 200
-    assert "admin-nav" in await r.text()
+    assert ".a-nav" in await r.text()
 
 
 async def test_templates_escape_what_users_typed(node, browser):

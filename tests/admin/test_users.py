@@ -46,7 +46,7 @@ async def test_an_admin_promotes_a_fan_to_curator_and_the_audit_log_shows_it(nod
     assert str(r.url.path) == "/admin/users/fiona"
     page = await r.text()
     assert "fiona is now curator." in page
-    assert 'class="badge role-curator"' in page
+    assert 'class="a-badge a-role-curator"' in page
     # The notice is shown once.
     assert "fiona is now curator." not in await (await node.client.get("/admin/users/fiona")).text()
 
@@ -250,7 +250,7 @@ async def test_bad_account_input_is_explained_not_crashed_on(node, browser):
     page = await r.text()
     assert "the name &#39;fiona&#39; is taken" in page
     assert 'value="fiona"' in page and "long enough secret" not in page
-    assert '<details class="panel" open>' in page
+    assert '<details class="a-panel" open>' in page
 
     # Too short a password and an unknown role, by script: every problem listed.
     r = await node.client.post(
