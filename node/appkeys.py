@@ -24,10 +24,3 @@ SEARCH: web.AppKey[SearchIndex] = web.AppKey("search")
 HTML_ERROR: web.AppKey[Callable[[web.Request, int, str, str], Awaitable[web.StreamResponse]]] = (
     web.AppKey("html_error")
 )
-# Content negotiation for URLs that are both an HTML page (the web) and an ActivityPub
-# document (federation), e.g. /@HANDLE, /releases/UUID (DESIGN.md 4): federation puts a handler
-# per kind ("actor", "release", "track", "event") in this dict (`app.setdefault(AP_OBJECTS, {})`);
-# the web's page handler hands over to it when the client asks for activity JSON.
-AP_OBJECTS: web.AppKey[dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = (
-    web.AppKey("ap_objects")
-)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from node.appkeys import HTML_ERROR
 
-from . import accounts, objects, pages, search
+from . import accounts, cache, objects, pages, search
 from .errors import html_error
 from .render import ENV, STATIC, build_environment
 
@@ -36,3 +36,4 @@ def setup(app: web.Application) -> None:
     app.on_response_prepare.append(_static_cache_headers)
     app[ENV] = build_environment(app)
     app[HTML_ERROR] = html_error
+    cache.install(app)

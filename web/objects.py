@@ -1,37 +1,24 @@
 """The object pages: an artist, a release, a track, an event.
 
-These URLs are also the objects' ActivityPub ids (DESIGN.md 4), so each
-handler first offers the request to federation's renderer when the client
-asks for activity JSON (`AP_OBJECTS`); browsers get the page.
+These URLs are also the objects' ActivityPub ids (DESIGN.md 4): federation's
+negotiation middleware answers clients that ask for activity JSON before
+these handlers run, so here it is always a page for people.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from node.appkeys import ACCOUNT, AP_OBJECTS, CTX
+from node.appkeys import ACCOUNT, CTX
 from node.errors import NotFound
 from node.services import catalog, gigs
 from node.validation import UUID_RE
 
 from . import queries
+from .cache import cached_for_anonymous
 from .render import render
 
 HANDLE_PATH = r"[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9.\-]{1,253}(?::\d{1,5})?)?"
-_AP_TYPES = ("application/activity+json", "application/ld+json")
-
-
-def wants_activity_json(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return any(t in accept for t in _AP_TYPES) and "text/html" not in accept
-
-
-async def _negotiate(request: web.Request, kind: str) -> web.StreamResponse | None:
-    if wants_activity_json(request):
-        handler = request.config_dict.get(AP_OBJECTS, {}).get(kind)
-        if handler is not None:
-            return await handler(request)
-    return None
 
 
 def _uuid(request: web.Request) -> str:
@@ -41,9 +28,8 @@ def _uuid(request: web.Request) -> str:
     return value
 
 
+@cached_for_anonymous
 async def artist(request: web.Request) -> web.StreamResponse:
-    if (negotiated := await _negotiate(request, "actor")) is not None:
-        return negotiated
     ctx = request.config_dict[CTX]
     async with ctx.db.read_session() as s:
         page = await queries.artist_page(s, ctx, request.match_info["handle"], request.get(ACCOUNT))
@@ -65,9 +51,8 @@ async def artist(request: web.Request) -> web.StreamResponse:
     )
 
 
+@cached_for_anonymous
 async def release(request: web.Request) -> web.StreamResponse:
-    if (negotiated := await _negotiate(request, "release")) is not None:
-        return negotiated
     ctx = request.config_dict[CTX]
     uuid = _uuid(request)
     async with ctx.db.read_session() as s:
@@ -89,9 +74,8 @@ async def release(request: web.Request) -> web.StreamResponse:
     )
 
 
+@cached_for_anonymous
 async def track(request: web.Request) -> web.StreamResponse:
-    if (negotiated := await _negotiate(request, "track")) is not None:
-        return negotiated
     ctx = request.config_dict[CTX]
     uuid = _uuid(request)
     async with ctx.db.read_session() as s:
@@ -110,9 +94,8 @@ async def track(request: web.Request) -> web.StreamResponse:
     )
 
 
+@cached_for_anonymous
 async def event(request: web.Request) -> web.StreamResponse:
-    if (negotiated := await _negotiate(request, "event")) is not None:
-        return negotiated
     ctx = request.config_dict[CTX]
     uuid = _uuid(request)
     async with ctx.db.read_session() as s:

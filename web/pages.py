@@ -17,6 +17,7 @@ from node.errors import NotFound
 from node.services import catalog, gigs
 
 from . import formatting, queries
+from .cache import cached_for_anonymous
 from .render import ENV, render
 
 PAGE_SIZE = 24
@@ -44,6 +45,7 @@ def _by_day(events: Iterable[Any], day) -> list[tuple[str, list[Any]]]:
     ]
 
 
+@cached_for_anonymous
 async def home(request: web.Request) -> web.Response:
     ctx = request.config_dict[CTX]
     async with ctx.db.read_session() as s:
@@ -62,6 +64,7 @@ async def home(request: web.Request) -> web.Response:
     )
 
 
+@cached_for_anonymous
 async def borough(request: web.Request) -> web.Response:
     ctx = request.config_dict[CTX]
     name = borough_by_slug(request, request.match_info["slug"])

@@ -8,6 +8,7 @@ and the security headers, so no handler can forget them.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,12 +76,20 @@ def build_environment(app: web.Application) -> Environment:
     router = app.router
     versions = _asset_versions()
 
-    def url(name: str, query: dict[str, Any] | None = None, **parts: Any) -> str:
-        target = router[name].url_for(**{k: str(v) for k, v in parts.items()})
-        if query:
-            target = target.with_query({k: v for k, v in query.items() if v not in (None, "")})
-        return str(target)
+    @lru_cache(maxsize=8192)
+    def _path(name: str, parts: tuple[tuple[str, str], ...]) -> str:
+        # url_for quotes and builds a yarl URL: worth doing once per distinct link.
+        return str(router[name].url_for(**dict(parts)))
 
+    def url(name: str, query: dict[str, Any] | None = None, **parts: Any) -> str:
+        path = _path(name, tuple(sorted((k, str(v)) for k, v in parts.items())))
+        if query:
+            kept = {k: v for k, v in query.items() if v not in (None, "")}
+            if kept:
+                return str(URL(path).with_query(kept))
+        return path
+
+    @lru_cache(maxsize=64)
     def static(path: str) -> str:
         target = router["web.static"].url_for(filename=path)
         version = versions.get(path)
