@@ -48,8 +48,10 @@ def create_app(settings: Settings, *, worker: bool | None = None) -> web.Applica
 
     # Subsystems and the surfaces. Imported here, the one place allowed to.
     import admin
+    import federation
     import web as site
 
+    federation.setup(app)
     site.setup(app)
     app.add_subapp("/admin", admin.create_admin())
 
@@ -83,6 +85,10 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     ctx.wake_worker = worker.wake
     app[WORKER] = worker
+    if ctx.db.is_sqlite:
+        # Embedded mode has exactly one worker: anything still "running" was
+        # cut off by a crash or a kill, so it goes back in the queue at once.
+        await worker.recover_orphans()
     task = asyncio.create_task(worker.run(), name="nycmg-worker")
     yield
     await worker.stop()

@@ -182,6 +182,16 @@ class Worker:
         async with self.db.transaction() as s:
             return list((await s.scalars(stmt)).all())
 
+    async def recover_orphans(self) -> int:
+        """Requeue every running job (only safe when this is the only worker)."""
+        async with self.db.transaction() as s:
+            result = await s.execute(
+                update(Job)
+                .where(Job.state == "running")
+                .values(state="queued", locked_until=None, locked_by=None, next_attempt_at=utcnow())
+            )
+            return result.rowcount or 0
+
     async def _finish(self, job: Job, **values: Any) -> None:
         values.setdefault("state_changed_at", utcnow())
         async with self.db.transaction() as s:

@@ -228,12 +228,12 @@ async def delete_release(
     ctx: NodeContext, session: AsyncSession, account: Account, release: Release
 ) -> None:
     require_owner_or(account, release.artist_id)
-    uri, was_public = release.uri, release.state == "published"
+    uri, was_public, owner_uri = release.uri, release.state == "published", release.artist.uri
     for t in release.tracks:
         t.release_id, t.position = None, None
     await session.delete(release)
     await session.flush()
-    await ctx.bus.emit(session, "release.deleted", uri=uri, was_public=was_public)
+    await ctx.bus.emit(session, "release.deleted", uri=uri, was_public=was_public, owner_uri=owner_uri)
 
 
 async def list_releases(
@@ -355,10 +355,10 @@ async def delete_track(
     ctx: NodeContext, session: AsyncSession, account: Account, track: Track
 ) -> None:
     require_owner_or(account, track.artist_id)
-    uri, was_public = track.uri, track.public
+    uri, was_public, owner_uri = track.uri, track.public, track.artist.uri
     await session.delete(track)
     await session.flush()
-    await ctx.bus.emit(session, "track.deleted", uri=uri, was_public=was_public)
+    await ctx.bus.emit(session, "track.deleted", uri=uri, was_public=was_public, owner_uri=owner_uri)
 
 
 async def list_tracks(

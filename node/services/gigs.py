@@ -161,10 +161,10 @@ async def delete_event(
     ctx: NodeContext, session: AsyncSession, account: Account, event: Event
 ) -> None:
     require_owner_or(account, event.organizer_id)
-    uri = event.uri
+    uri, owner_uri = event.uri, event.organizer.uri
     await session.delete(event)
     await session.flush()
-    await ctx.bus.emit(session, "event.deleted", uri=uri)
+    await ctx.bus.emit(session, "event.deleted", uri=uri, owner_uri=owner_uri, was_public=True)
 
 
 async def list_events(

@@ -49,9 +49,11 @@ async def request_follow(
     target: Actor,
     *,
     uri: str | None = None,
+    auto_accept: bool = True,
 ) -> Follow:
     """Start following. A local target accepts at once unless it approves followers
-    by hand; a remote one answers later (federation calls `accept_follow`)."""
+    by hand (or `auto_accept` is off, as for limited instances); a remote one
+    answers later (federation calls `accept_follow`)."""
     if follower.id == target.id:
         raise ValidationFailed([{"field": "target", "message": "you cannot follow yourself"}])
     existing = await session.scalar(
@@ -73,7 +75,7 @@ async def request_follow(
     await session.flush()
     await session.refresh(follow, ["follower", "target"])
     await ctx.bus.emit(session, "follow.requested", follow_id=follow.id, uri=follow.uri)
-    if target.local and not target.manually_approves_followers:
+    if target.local and auto_accept and not target.manually_approves_followers:
         await accept_follow(ctx, session, follow)
     return follow
 
