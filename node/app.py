@@ -82,6 +82,7 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
         concurrency=s.concurrency,
         poll_seconds=s.poll_seconds,
         lock_seconds=s.lock_seconds,
+        backoff_base=s.backoff_base_seconds,
     )
     ctx.wake_worker = worker.wake
     app[WORKER] = worker

@@ -115,6 +115,13 @@ SETTINGS: list[Setting] = [
         int,
     ),
     Setting("jobs", "max_attempts", 12, "Attempts before a job is dead-lettered.", int),
+    Setting(
+        "jobs",
+        "backoff_base_seconds",
+        10.0,
+        "First retry delay; each further attempt doubles it (capped at 6 h).",
+        float,
+    ),
     # search
     Setting("search", "index_dir", "", "Where the whoosh index lives; empty means DATA/search."),
     # log

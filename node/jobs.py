@@ -135,6 +135,7 @@ class Worker:
         concurrency: int = 4,
         poll_seconds: float = 1.0,
         lock_seconds: int = 300,
+        backoff_base: float = 10.0,
         name: str | None = None,
     ) -> None:
         self.db = db
@@ -142,6 +143,7 @@ class Worker:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.lock_seconds = lock_seconds
+        self.backoff_base = backoff_base
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
         self._stopping = False
@@ -225,7 +227,7 @@ class Worker:
                     job,
                     state="queued",
                     last_error=error,
-                    next_attempt_at=utcnow() + backoff(job.attempts),
+                    next_attempt_at=utcnow() + backoff(job.attempts, self.backoff_base),
                 )
         else:
             await self._finish(job, state="done", last_error=None)
