@@ -174,9 +174,10 @@ async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO)
     artist = first.spec.artists[0]
     query = artist.name.split()[-1].lower()
     tries = [
+        ("the home page", f"{first.url}/"),
         ("an artist page", f"{first.url}/@{artist.handle}"),
         ("search", f"{first.url}/search?q={query}"),
-        ("the console", f"{first.url}/admin"),
+        ("the console", f"{first.url}/admin/"),
     ]
     for label, url in tries:
         if await _answers(http, url):
@@ -259,7 +260,7 @@ async def run_demo(
     root = _demo_root(data_dir)
     network = DemoNetwork(nodes=[], data_dir=root, temporary=temporary)
     try:
-        out.write(f"starting {len(specs)} nodes in {root} ...\n")
+        out.write(f"starting {len(specs)} node{'s' if len(specs) > 1 else ''} in {root} ...\n")
         out.flush()
         for spec, port in zip(specs, ports, strict=True):
             node_dir = root / spec.key

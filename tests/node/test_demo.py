@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import re
+import select
+import signal
 import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -181,3 +189,34 @@ async def test_a_port_in_use_is_one_clear_line(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert code == 1
         assert err.strip().count("\n") == 0 and "already in use" in err
+
+
+@pytest.mark.slow
+def test_the_demo_serves_until_ctrl_c_then_cleans_up(tmp_path):
+    """`nycmg demo` as a newcomer runs it: it stays up, and Ctrl-C stops it
+    cleanly (exit 0) and removes its temporary folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NYCMG_")}
+    env["TMPDIR"] = str(tmp_path)
+    base = free_base_port(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "demo", "--nodes", "1", "--base-port", str(base)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    try:
+        while not lines or lines[-1] != "Serving until Ctrl-C.\n":
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready and proc.poll() is None, "".join(lines) + proc.stderr.read()
+            lines.append(proc.stdout.readline())
+        with urllib.request.urlopen(f"http://127.0.0.1:{base}/healthz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read()
+    assert proc.stdout.read().strip() == "demo stopped."
+    where = Path(re.search(r"starting 1 node in (\S+) ", lines[0]).group(1))
+    assert where.parent == tmp_path and not where.exists()
