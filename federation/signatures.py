@@ -173,7 +173,11 @@ def _b64decode(text: str, what: str) -> bytes:
         raise MalformedSignature(f"{what} is not valid base64") from e
 
 
+@functools.lru_cache(maxsize=256)
 def _load_private(pem: str) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    """Parse a local actor's private key, once per PEM: cryptography validates an
+    RSA key on load (about 60 ms for 2048 bits), which would otherwise dominate
+    every signed delivery and fetch. A rotated key is a new PEM, so a new entry."""
     key = serialization.load_pem_private_key(pem.encode(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
         raise ValueError("only RSA and Ed25519 private keys can sign")
