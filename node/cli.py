@@ -246,12 +246,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "serving",
         extra={"url": settings.base_url, "bind": f"{settings.server.host}:{settings.server.port}"},
     )
-    print(
-        f"nycmg serving {settings.base_url} on http://{settings.server.host}:{settings.server.port}",
-        flush=True,
+    ready = (
+        f"nycmg serving {settings.base_url} on http://{settings.server.host}:{settings.server.port}"
     )
     web.run_app(
-        app, host=settings.server.host, port=settings.server.port, print=None, access_log=None
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        # Called once the socket listens, so the line never announces a port that failed.
+        print=lambda _aiohttp_banner: print(ready, flush=True),
+        access_log=None,
     )
     return 0
 

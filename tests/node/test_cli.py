@@ -12,6 +12,7 @@ import asyncio
 import os
 import select
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -35,8 +36,6 @@ PASSWORD = "correct horse battery"
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -432,3 +431,21 @@ def test_the_console_script_and_python_m_both_work():
     )
     assert done.returncode == 2
     one_line_error(done.returncode, done.stderr)
+
+
+def test_serve_on_a_port_in_use_is_one_line(data):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**_env(), "NYCMG_LOG_LEVEL": "WARNING"}
+        done = subprocess.run(
+            [str(NYCMG), "serve", "--data", str(data), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
+    assert "address already in use" in one_line_error(done.returncode, done.stderr)
+    assert "nycmg serving" not in done.stdout  # never announces a port it could not take
