@@ -24,7 +24,7 @@ from .errors import BadActivity
 from .handlers import HANDLERS, Inbound
 from .models import InboxItem, Instance
 from .policy import allows, get_instance
-from .signatures import SignatureError, verify_request
+from .signatures import MalformedSignature, SignatureError, verify_request
 from .vocab import host_of, id_of, type_of
 
 log = logging.getLogger("nycmg.federation.inbox")
@@ -42,6 +42,17 @@ def _signature_key_host(request: web.Request) -> str | None:
     return None
 
 
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, or 413 past `limit`. `StreamReader.read(n)` returns what is
+    buffered (one chunk of a chunked or slow body), so read until EOF."""
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"activities are limited to {limit} bytes")
+    return bytes(body)
+
+
 async def inbox_view(request: web.Request) -> web.Response:
     ctx = request.config_dict[CTX]
     fed = request.config_dict[FEDERATION]
@@ -54,14 +65,14 @@ async def inbox_view(request: web.Request) -> web.Response:
         raise UnsupportedMediaType("send application/activity+json")
     key_host = _signature_key_host(request)
     if key_host is None:
+        if "Signature" in request.headers or "Signature-Input" in request.headers:
+            raise MalformedSignature("the signature has no readable keyId")  # 400, not 401
         raise Unauthorized("activities must carry an HTTP signature")
     async with ctx.db.read_session() as s:
         instance = await s.scalar(select(Instance).where(Instance.host == key_host))
     if not allows(ctx, instance):
         raise Forbidden(f"{key_host} is not federated with this node")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"activities are limited to {limit} bytes")
+    body = await _read_capped(request, limit)
 
     # 2. The signature (its own module: 400 malformed, 401 wrong).
     try:
