@@ -26,24 +26,26 @@ never change once written; deletions only hide documents).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import secrets
 import shutil
-from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
-from whoosh.fields import DATETIME, ID, KEYWORD, STORED, TEXT, Schema
-from whoosh.query import And, Or, Query, Term
+from whoosh.columns import NumericColumn
+from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
+from whoosh.query import Term
 
 from .documents import DOC_TYPES
-from .query import ANALYZER, Lexicon, SegmentLexicon, build_query, normalized, words
+from .engine import Segment, View, open_searcher
+from .query import ANALYZER, normalized, plan, words
 
 try:  # POSIX: serialize creating and swapping generations across processes
     import fcntl
@@ -56,7 +58,7 @@ __all__ = ["DOC_TYPES", "SearchIndex", "SCHEMA", "words", "GENERATION_PREFIX"]
 
 SCHEMA = Schema(
     uri=ID(stored=True, unique=True),  # the key: deletions only know an object's URI
-    doc=ID(stored=True),  # "release:UUID", "artist:jay", "artist:jay@queens.example"
+    doc=STORED,  # "release:UUID", "artist:jay", "artist:jay@queens.example"
     type=ID(stored=True),
     oid=STORED,  # the id a result carries: uuid, or handle for artists
     name=TEXT(analyzer=ANALYZER, stored=True, phrase=False, field_boost=2.0),
@@ -69,10 +71,14 @@ SCHEMA = Schema(
     genres=STORED,
     artist=ID(stored=True),  # owner's URI: an artist's rename re-indexes their things
     release=ID(stored=True),  # a track's release URI: publishing re-indexes its tracks
-    date=DATETIME(sortable=True),
+    # Newest first when browsing: a column only (an indexed DATETIME adds ~8
+    # terms per document that no query uses).
+    date=COLUMN(NumericColumn("q")),
 )
 
 GENERATION_PREFIX = "gen-"
+BROWSE_CACHE = 32  # filter combinations remembered for an empty query, per index version
+MAX_GENRES = 50  # the genre facet's longest list
 CURRENT = "CURRENT"
 STAMP = "STAMP"
 
@@ -81,9 +87,7 @@ def _fields(doc: dict[str, Any]) -> dict[str, Any]:
     """A document dict (documents.py) as whoosh fields; None values are left out."""
     genres = list(doc.get("genres") or [])
     date = doc.get("date")
-    if isinstance(date, datetime):
-        # whoosh stores naive datetimes; ours are UTC.
-        date = date.astimezone(UTC).replace(tzinfo=None)
+    date = int(date.timestamp()) if isinstance(date, datetime) else 0
     fields = {
         "uri": doc["uri"],
         "doc": doc["doc"],
@@ -188,93 +192,46 @@ def ensure_index(directory: Path) -> str:
 # ---- facets -------------------------------------------------------------------
 
 
-def _segment_table(reader: Any) -> tuple[list, list, list]:
-    """docnum -> (type, borough, genres) for one segment, read from its postings.
+def facet(
+    tables: tuple[list, list, list],
+    docs: Iterable[int],
+    types: tuple[str, ...],
+    borough: str | None,
+    genre: str | None,
+) -> tuple[list[int], dict[str, dict[str, int]]]:
+    """The documents passing every filter, and each facet's counts with the
+    other facets' filters applied (not its own), so a fan sees how many
+    results picking another borough, genre or type would give."""
+    T, B, G = tables
+    ftypes = set(types) if types else None
+    type_c: dict[str, int] = {}
+    borough_c: dict[str, int] = {}
+    genre_c: dict[str, int] = {}
+    kept: list[int] = []
+    for d in docs:
+        dt, db, dg = T[d], B[d], G[d]
+        mt = ftypes is None or dt in ftypes
+        mb = borough is None or db == borough
+        mg = genre is None or genre in dg
+        if mb and mg:
+            type_c[dt] = type_c.get(dt, 0) + 1
+        if mt and mg and db:
+            borough_c[db] = borough_c.get(db, 0) + 1
+        if mt and mb:
+            for g in dg:
+                genre_c[g] = genre_c.get(g, 0) + 1
+            if mg:
+                kept.append(d)
 
-    Postings are compact and already in docnum order; reading them is much
-    cheaper than loading stored fields for every match.
-    """
-    n = reader.doc_count_all()
-    types: list[str | None] = [None] * n
-    boroughs: list[str | None] = [None] * n
-    genres: list[tuple[str, ...]] = [()] * n
-    for field, table in (("type", types), ("borough", boroughs)):
-        if field not in reader.indexed_field_names():
-            continue
-        for btext in reader.lexicon(field):
-            value = btext.decode("utf-8")
-            for d in reader.postings(field, btext).all_ids():
-                table[d] = value
-    if "genre" in reader.indexed_field_names():
-        for btext in reader.lexicon("genre"):
-            value = btext.decode("utf-8")
-            for d in reader.postings("genre", btext).all_ids():
-                genres[d] = (*genres[d], value)
-    return types, boroughs, genres
+    def ordered(c: dict[str, int], n: int | None = None) -> dict[str, int]:
+        return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
-
-class _Segment:
-    """What a search needs from one segment, computed once: segments are immutable."""
-
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-        self._table: tuple[list, list, list] | None = None
-        self._lexicon: SegmentLexicon | None = None
-
-    @property
-    def table(self) -> tuple[list, list, list]:
-        if self._table is None:
-            self._table = _segment_table(self.reader)
-        return self._table
-
-    @property
-    def lexicon(self) -> SegmentLexicon:
-        if self._lexicon is None:
-            self._lexicon = SegmentLexicon(self.reader)
-        return self._lexicon
-
-
-class _View:
-    """One searcher's whole-index facet tables and lexicon, built from cached segments."""
-
-    def __init__(self, searcher: Any, cache: dict[str, _Segment]) -> None:
-        self.segments: list[_Segment] = []
-        seen = set()
-        for sub, _offset in searcher.leaf_searchers():
-            reader = sub.reader()
-            segment = reader.segment()
-            key = segment.segment_id() if segment is not None else f"{id(reader)}"
-            seen.add(key)
-            entry = cache.get(key)
-            if entry is None:
-                entry = cache[key] = _Segment(reader)
-            entry.reader = reader  # the live reader; the cached data stays valid
-            self.segments.append(entry)
-        for key in [k for k in cache if k not in seen]:
-            del cache[key]  # merged away
-        self._tables: tuple[list, list, list] | None = None
-        self._lexicon: Lexicon | None = None
-
-    @property
-    def tables(self) -> tuple[list, list, list]:
-        """docnum -> type, borough, genres over the whole index (offsets in segment order)."""
-        if self._tables is None:
-            types: list = []
-            boroughs: list = []
-            genres: list = []
-            for seg in self.segments:
-                t, b, g = seg.table
-                types += t
-                boroughs += b
-                genres += g
-            self._tables = (types, boroughs, genres)
-        return self._tables
-
-    @property
-    def lexicon(self) -> Lexicon:
-        if self._lexicon is None:
-            self._lexicon = Lexicon([seg.lexicon for seg in self.segments])
-        return self._lexicon
+    facets = {
+        "borough": ordered(borough_c),
+        "genre": ordered(genre_c, MAX_GENRES),
+        "type": {k: type_c[k] for k in DOC_TYPES if type_c.get(k)},
+    }
+    return kept, facets
 
 
 # ---- the index ----------------------------------------------------------------
@@ -293,9 +250,10 @@ class SearchIndex:
         self._searcher: Any = None
         self._searcher_key: tuple[str | None, str | None] = (None, None)
         self._read_ix: Any = None
-        self._view: _View | None = None
-        self._segments: dict[str, _Segment] = {}
+        self._view: View | None = None
+        self._segments: dict[str, Segment] = {}
         self._browse_order: list[int] | None = None
+        self._browse_cache: dict[tuple, tuple[list[int], dict[str, Any]]] = {}
         # Write thread only:
         self._write_ix: Any = None
         self._write_gen: str | None = None
@@ -309,6 +267,7 @@ class SearchIndex:
             self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="search-read")
         if self._writer_pool is None:
             self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="search-write")
+        self._reader_pool.submit(self._warm)
 
     def close(self) -> None:
         for pool in (self._reader_pool, self._writer_pool):
@@ -379,23 +338,29 @@ class SearchIndex:
         if self._searcher is not None and key == self._searcher_key:
             return self._searcher
         if self._searcher is None or gen != self._searcher_key[0]:
+            if self._searcher is not None:
+                self._searcher.close()
+            self._searcher = None
             self._read_ix = whoosh_index.open_dir(str(self.directory / gen))
             self._segments.clear()
-        # A new searcher, not `searcher.refresh()`: whoosh-reloaded's refresh
-        # reuses a segment's reader by segment id even when the segment gained
-        # deletions, and keeps merged-away segments, which shows an updated
-        # document twice. Opening readers is cheap next to a wrong answer.
-        old, self._searcher = self._searcher, self._read_ix.searcher()
-        if old is not None:
-            old.close()
+        self._searcher = open_searcher(self._read_ix, self._searcher)
         self._searcher_key = key
         self._view = None
         self._browse_order = None
+        self._browse_cache.clear()
         return self._searcher
 
-    def _current_view(self, searcher: Any) -> _View:
+    def _warm(self) -> None:
+        """Build the caches a first search would otherwise wait for (read thread)."""
+        try:
+            self._search_sync("", (), None, None, 1, 1)  # tables, browse order, facets
+            self._search_sync("warm", (), None, None, 1, 1)  # the lexicon
+        except Exception:  # noqa: BLE001 - a cold cache is only slower
+            log.warning("search: warming the caches failed", exc_info=True)
+
+    def _current_view(self, searcher: Any) -> View:
         if self._view is None:
-            self._view = _View(searcher, self._segments)
+            self._view = View(searcher, self._segments)
         return self._view
 
     def _browse(self, searcher: Any) -> list[int]:
@@ -452,11 +417,14 @@ class SearchIndex:
         page: int,
     ) -> dict[str, Any]:
         searcher = self._current_searcher()
+        view = self._current_view(searcher)
         ws = words(text)
         empty = {"borough": {}, "genre": {}, "type": {}}
+        scores: dict[int, float] | None = None
         if ws:
-            query = build_query(ws, self._current_view(searcher).lexicon)
-            ranked = [d for _, d in searcher.search(query, limit=None, terms=False).top_n]
+            alternatives = plan(ws, view.lexicon, view.doc_count)
+            scores = view.match(alternatives, " ".join(ws)) if alternatives else {}
+            ranked: Any = scores.keys()
         elif text.strip() in ("", "*"):
             ranked = self._browse(searcher)
         else:  # only punctuation or symbols: nothing can match
@@ -469,38 +437,29 @@ class SearchIndex:
                 "facets": empty,
             }
 
-        T, B, G = self._current_view(searcher).tables
-        ftypes = set(types) if types else None
-        type_c: Counter = Counter()
-        borough_c: Counter = Counter()
-        genre_c: Counter = Counter()
-        kept: list[int] = []
-        for d in ranked:
-            dt, db, dg = T[d], B[d], G[d]
-            mt = ftypes is None or dt in ftypes
-            mb = borough is None or db == borough
-            mg = genre is None or genre in dg
-            if mb and mg:
-                type_c[dt] += 1
-            if mt and mg and db:
-                borough_c[db] += 1
-            if mt and mb:
-                genre_c.update(dg)
-                if mg:
-                    kept.append(d)
+        if scores is None:  # browsing: the same few filter sets come back again and again
+            key = (types, borough, genre)
+            cached = self._browse_cache.get(key)
+            if cached is None:
+                if len(self._browse_cache) >= BROWSE_CACHE:
+                    self._browse_cache.pop(next(iter(self._browse_cache)))
+                cached = self._browse_cache[key] = facet(view.tables, ranked, types, borough, genre)
+            kept, facets = cached
+        else:
+            kept, facets = facet(view.tables, ranked, types, borough, genre)
         start = (page - 1) * limit
-        results = [self._result(searcher.stored_fields(d)) for d in kept[start : start + limit]]
+        if scores is not None:  # best first; ties to the newer document
+            top = heapq.nlargest(start + limit, kept, key=lambda d: (scores[d], d))
+        else:
+            top = kept  # browsing: already newest first
+        results = [self._result(searcher.stored_fields(d)) for d in top[start : start + limit]]
         return {
             "query": text,
             "total": len(kept),
             "page": page,
             "limit": limit,
             "results": results,
-            "facets": {
-                "borough": dict(borough_c.most_common()),
-                "genre": dict(genre_c.most_common(50)),
-                "type": {k: type_c[k] for k in DOC_TYPES if type_c.get(k)},
-            },
+            "facets": facets,
         }
 
     @staticmethod
@@ -539,22 +498,15 @@ class SearchIndex:
                     found.append(d)
             if len(found) >= limit:
                 break
-        # 2. Any word of the title starting with the last word (the others exact).
-        last = ws[-1]
-        if len(found) < limit and (len(last) >= 2 or len(ws) > 1):
-            lex = self._current_view(searcher).lexicon
-            parts: list[Query] = [Term("name", w) for w in ws[:-1]]
-            endings = [last] + [w for w in lex.completions(last) if lex.has("name", w)]
-            parts.append(
-                Or([Term("name", w) for w in endings]) if len(endings) > 1 else Term("name", last)
-            )
-            query = And(parts) if len(parts) > 1 else parts[0]
-            for hit in searcher.search(query, limit=limit * 2, terms=False):
-                if hit.docnum not in seen:
-                    seen.add(hit.docnum)
-                    found.append(hit.docnum)
-                if len(found) >= limit:
-                    break
+        # 2. Titles with a word starting with the last word (the others exact).
+        if len(found) < limit:
+            view = self._current_view(searcher)
+            alternatives = plan(ws, view.lexicon, view.doc_count, fuzzy=False)
+            scores = view.match(alternatives, fields=("name",)) if alternatives else {}
+            for d in heapq.nlargest(limit * 2, scores, key=lambda d: (scores[d], d)):
+                if d not in seen:
+                    seen.add(d)
+                    found.append(d)
         out = []
         for d in found[:limit]:
             f = searcher.stored_fields(d)

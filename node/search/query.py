@@ -1,31 +1,31 @@
-"""Turning what a fan types into a whoosh query, fast and without a parser.
+"""Turning what a fan types into a plan of index terms, fast and without a parser.
 
 Why not whoosh's QueryParser: its syntax (`AND`, `title:`, `"`, `*`) turns
 odd input into errors or surprises; a fan's words are just words. Each word
 must match somewhere (name or body): exactly, as a typo, or, for the last
 word, as the start of a word still being typed. An exact whole-name match is
-boosted far above everything else.
+boosted far above everything else (see engine.py for the scoring).
 
 Why not whoosh's FuzzyTerm and Prefix: they walk the on-disk term table in
 pure Python (a Levenshtein automaton stepping through a binary search),
 which costs tens of milliseconds per word at 50,000 documents. Instead each
 segment's vocabulary is read once into memory (`SegmentLexicon`, cached by
 segment id: segments never change once written) and typos are found with a
-symmetric deletion index: two words are candidates when deleting one letter
-from each gives the same string (or, for words of 8+ letters, two from the
-typed one). That covers one insertion, deletion, substitution or swap of
-neighbouring letters (which plain Levenshtein automata count as two), then
-an exact distance check keeps edits <= 1 (<= 2 for long words). Expansions
-become plain `Term`s, which whoosh looks up by hash.
+symmetric deletion index: two words are candidates when deleting at most one
+letter from each gives the same string (or, for words of 8+ letters, up to
+two from the typed one). That covers one insertion, deletion, substitution
+or swap of neighbouring letters (a swap costs two in whoosh's plain
+Levenshtein automata), then an exact distance check keeps edits <= 1
+(<= 2 for long words).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from math import log
 from typing import Any
 
 from whoosh.analysis import CharsetFilter, LowercaseFilter, RegexTokenizer
-from whoosh.query import And, AndMaybe, NullQuery, Or, Query, Term
 from whoosh.support.charset import accent_map
 
 # Names are not prose: no stemming and no stop words ("The The" is a band),
@@ -148,6 +148,9 @@ class Lexicon:
     def has(self, field: str, w: str) -> bool:
         return any(w in s.df[field] for s in self.segments)
 
+    def df(self, field: str, w: str) -> int:
+        return sum(s.df[field].get(w, 0) for s in self.segments)
+
     def _top(self, candidates: set[str]) -> list[str]:
         if len(candidates) <= MAX_EXPANSIONS:
             return sorted(candidates)
@@ -178,31 +181,48 @@ class Lexicon:
         return self._top(found)
 
 
-def _terms(lex: Lexicon, w: str, name_boost: float, body_boost: float) -> list[Query]:
-    out: list[Query] = []
-    if lex.has("name", w):
-        out.append(Term("name", w, boost=name_boost))
-    if lex.has("body", w):
-        out.append(Term("body", w, boost=body_boost))
+# How much a word counts, by how it matched and where.
+EXACT_NAME, EXACT_BODY = 3.0, 1.0
+TYPO_NAME, TYPO_BODY = 0.6, 0.2
+PREFIX_NAME, PREFIX_BODY = 1.0, 0.3
+WHOLE_NAME = 50.0  # the exact whole name: always first
+
+# One alternative for a word: (field, term, weight including idf).
+Alternative = tuple[str, str, float]
+
+
+def _alternatives(
+    lex: Lexicon, w: str, name_w: float, body_w: float, n_docs: int
+) -> list[Alternative]:
+    out = []
+    for field, weight in (("name", name_w), ("body", body_w)):
+        df = lex.df(field, w)
+        if df:
+            out.append((field, w, weight * log(1 + n_docs / df)))
     return out
 
 
-def build_query(ws: list[str], lex: Lexicon) -> Query:
-    """Every word must match somewhere; exact name words and whole names rank first.
+def plan(
+    ws: list[str], lex: Lexicon, n_docs: int, *, fuzzy: bool = True
+) -> list[list[Alternative]] | None:
+    """For each word, the index terms that can stand for it, best first; None if a
+    word can match nothing (then nothing matches: every word is required).
 
-    Scores add up: an exact word in the name (BM25, boosted) beats a typo or
-    a completion (down-weighted), and the exact whole name outweighs all.
+    Weights are the kind of match times the term's rarity (idf), so a rare
+    exact word outweighs a common one and any typo or completion.
     """
-    parts: list[Query] = []
+    out: list[list[Alternative]] = []
+    n = max(n_docs, 1)
     for i, w in enumerate(ws):
-        clauses = _terms(lex, w, 3.0, 1.0)
-        for t in lex.typos(w):
-            clauses += _terms(lex, t, 0.6, 0.2)
+        alts = _alternatives(lex, w, EXACT_NAME, EXACT_BODY, n)
+        if fuzzy:
+            for t in lex.typos(w):
+                alts += _alternatives(lex, t, TYPO_NAME, TYPO_BODY, n)
         if i == len(ws) - 1:
             for t in lex.completions(w):
-                clauses += _terms(lex, t, 1.0, 0.3)
-        if not clauses:
-            return NullQuery  # a word that matches nothing anywhere: no results
-        parts.append(Or(clauses) if len(clauses) > 1 else clauses[0])
-    required = And(parts) if len(parts) > 1 else parts[0]
-    return AndMaybe(required, Term("exact", " ".join(ws), boost=50.0))
+                alts += _alternatives(lex, t, PREFIX_NAME, PREFIX_BODY, n)
+        if not alts:
+            return None
+        alts.sort(key=lambda a: -a[2])
+        out.append(alts)
+    return out
