@@ -397,3 +397,50 @@ async def test_reindex_reports_progress_and_counts(node):
     assert seen[0] == (0, 10) and seen[-1] == (10, 10)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert (await search(node, ""))["total"] == 10
+
+
+async def test_fans_never_see_an_edited_title_twice_while_it_keeps_changing(node):
+    """Each edit replaces the document; searches in between must not show the
+    old version next to the new one, however the segments are merged."""
+    await node.user("jay", "artist", name="Jay Fulton")
+    _, (track,) = await _release(node, "jay", "Drafts", ["Take Zero"])
+    await node.run_jobs()
+    for i in range(1, 16):
+        r = await node.client.patch(
+            f"/api/v1/tracks/{track['uuid']}", json={"title": f"Take {i}"}, headers=node.auth("jay")
+        )
+        assert r.status == 200
+        await node.run_jobs()
+        found = await search(node, "take", type="track")
+        assert titles(found) == [f"Take {i}"], i
+        everything = await search(node, "")
+        assert everything["total"] == 3  # the artist, the release, the track
+
+
+async def test_a_reader_in_another_process_sees_what_the_worker_wrote(node):
+    from node.search import SearchIndex
+
+    other = SearchIndex(node.settings.search_dir, node.ctx)  # as in a `serve --no-worker`
+    await asyncio.to_thread(other.open)
+    try:
+        assert (await other.search("kings"))["total"] == 0
+        await _scene(node)  # written by this process's jobs
+        assert (await other.search("kings county"))["results"][0]["title"] == "Kings County"
+        assert [x["title"] for x in await other.suggest("kin")] == ["Kings County"]
+    finally:
+        await asyncio.to_thread(other.close)
+
+
+async def test_on_a_running_node_the_worker_keeps_search_current(live_node):
+    import aiohttp
+
+    await live_node.user("jay", "artist", name="Jay Fulton", borough="Brooklyn")
+    async with aiohttp.ClientSession(live_node.base_url) as http:
+        for _ in range(100):
+            async with http.get("/api/v1/search?q=fulton") as r:
+                assert r.status == 200
+                found = await r.json()
+            if found["total"]:
+                break
+            await asyncio.sleep(0.1)
+        assert found["results"][0]["id"] == "jay"
