@@ -45,6 +45,23 @@ ACTIVITY_JSON = "application/activity+json"
 PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 
 
+# ---- speed -------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch):
+    """Federation stories make several users per test; argon2's default cost takes
+    seconds a user on a busy CI box and blocks every node's event loop meanwhile.
+    Passwords are not what these tests are about (tests/node covers them)."""
+    from argon2 import PasswordHasher
+
+    import node.auth
+
+    monkeypatch.setattr(
+        node.auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+
+
 # ---- polling and the JSON API ---------------------------------------------------
 
 
@@ -62,7 +79,7 @@ async def _eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0
 
 
 async def _api(node, method: str, path: str, who: str | None = None, **kw) -> tuple[int, Any]:
-    headers = node.auth(who) if who else {}
+    headers = (node.auth(who) if who else {}) | kw.pop("headers", {})
     async with aiohttp.ClientSession() as http:
         async with http.request(method, node.base_url + path, headers=headers, **kw) as r:
             body = await r.json(content_type=None) if r.status != 204 else None
