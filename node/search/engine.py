@@ -165,6 +165,11 @@ class View:
         self._lexicon: Lexicon | None = None
 
     @property
+    def ready(self) -> bool:
+        """Are the facet tables and the lexicon built (so a query is cheap)?"""
+        return self._tables is not None and self._lexicon is not None
+
+    @property
     def tables(self) -> tuple[list, list, list]:
         """docnum -> type, borough, genres over the whole index (segments in offset order)."""
         if self._tables is None:

@@ -31,6 +31,8 @@ import logging
 import os
 import secrets
 import shutil
+import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,7 +45,7 @@ from whoosh.columns import NumericColumn
 from whoosh.fields import COLUMN, ID, KEYWORD, STORED, TEXT, Schema
 from whoosh.query import Term
 
-from .documents import DOC_TYPES
+from .documents import DOC_TYPES, clean_genres
 from .engine import Segment, View, open_searcher
 from .query import ANALYZER, normalized, plan, words
 
@@ -246,7 +248,8 @@ class SearchIndex:
         self._write_lock: asyncio.Lock | None = None
         self._reader_pool: ThreadPoolExecutor | None = None
         self._writer_pool: ThreadPoolExecutor | None = None
-        # Read thread only:
+        # Read state, guarded by _read_lock (the read thread, or inline on the loop):
+        self._read_lock = threading.Lock()
         self._searcher: Any = None
         self._searcher_key: tuple[str | None, str | None] = (None, None)
         self._read_ix: Any = None
@@ -267,7 +270,7 @@ class SearchIndex:
             self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="search-read")
         if self._writer_pool is None:
             self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="search-write")
-        self._reader_pool.submit(self._warm)
+        self._reader_pool.submit(self._locked, self._warm)
 
     def close(self) -> None:
         for pool in (self._reader_pool, self._writer_pool):
@@ -280,11 +283,40 @@ class SearchIndex:
         self._read_ix = self._write_ix = self._write_gen = None
         self._segments.clear()
 
-    async def _run(self, pool_name: str, fn: Any, *args: Any) -> Any:
+    def _locked(self, fn: Any, *args: Any) -> Any:
+        with self._read_lock:
+            return fn(*args)
+
+    async def _read(self, fn: Any, *args: Any, cheap: Any = None) -> Any:
+        """Run a read inline when it is cheap, else on the read thread.
+
+        Why inline at all: a search over warm caches takes about a millisecond
+        of pure Python. Handing it to a thread costs more than that under
+        load: the event loop and the search thread then trade the GIL by its
+        5 ms switch interval, and concurrent searches queue behind each other
+        (a convoy). Work that may take long (opening a new index version,
+        building caches, a first browse with new filters) goes to the thread.
+        """
         if self._reader_pool is None or self._writer_pool is None:
             await asyncio.to_thread(self.open)
-        pool = self._reader_pool if pool_name == "read" else self._writer_pool
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        if self._read_lock.acquire(blocking=False):
+            try:
+                if self._warm_for(cheap):
+                    return fn(*args)
+            finally:
+                self._read_lock.release()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reader_pool, self._locked, fn, *args
+        )
+
+    def _warm_for(self, cheap: Any) -> bool:
+        """Is the cached searcher current, with its caches built (caller holds the lock)?"""
+        view = self._view
+        if self._searcher is None or view is None or not view.ready:
+            return False
+        if self._index_key() != self._searcher_key:
+            return False
+        return cheap is None or bool(cheap())
 
     # -- writing
 
@@ -298,7 +330,11 @@ class SearchIndex:
         if self._write_lock is None:
             self._write_lock = asyncio.Lock()
         async with self._write_lock:
-            return await self._run("write", self._apply_sync, upserts, deletes)
+            if self._writer_pool is None:
+                await asyncio.to_thread(self.open)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._writer_pool, self._apply_sync, upserts, deletes
+            )
 
     def _writable(self) -> tuple[Any, Path]:
         gen = ensure_index(self.directory)
@@ -325,16 +361,23 @@ class SearchIndex:
 
     # -- reading
 
-    def _current_searcher(self) -> Any:
-        """The cached searcher, refreshed if the index changed (read thread only)."""
+    def _index_key(self) -> tuple[str | None, str | None]:
+        """(live generation, its last commit's stamp): what a searcher was opened on."""
         gen = read_current(self.directory)
         if gen is None:
-            gen = ensure_index(self.directory)
+            return (None, None)
         try:
-            stamp = (self.directory / gen / STAMP).read_text()
+            return (gen, (self.directory / gen / STAMP).read_text())
         except FileNotFoundError:
-            stamp = None
-        key = (gen, stamp)
+            return (gen, None)
+
+    def _current_searcher(self) -> Any:
+        """The cached searcher, refreshed if the index changed (hold the read lock)."""
+        key = self._index_key()
+        if key[0] is None:
+            ensure_index(self.directory)
+            key = self._index_key()
+        gen = key[0]
         if self._searcher is not None and key == self._searcher_key:
             return self._searcher
         if self._searcher is None or gen != self._searcher_key[0]:
@@ -343,7 +386,17 @@ class SearchIndex:
             self._searcher = None
             self._read_ix = whoosh_index.open_dir(str(self.directory / gen))
             self._segments.clear()
-        self._searcher = open_searcher(self._read_ix, self._searcher)
+        for attempt in range(3):
+            try:
+                self._searcher = open_searcher(self._read_ix, self._searcher)
+                break
+            except OSError:
+                # A concurrent commit merged away a segment between reading the
+                # table of contents and opening its file: read the new one.
+                if attempt == 2:
+                    raise
+                self._searcher = None
+                time.sleep(0.01)
         self._searcher_key = key
         self._view = None
         self._browse_order = None
@@ -388,11 +441,17 @@ class SearchIndex:
         with the other facets' filters applied (not its own), so a fan can see how
         many results picking another borough would give."""
         borough = self._canonical_borough(borough)
-        genre = " ".join(genre.split()).lower() if genre else None
+        genre = (clean_genres([genre]) or [None])[0] if genre else None
         limit = max(1, min(int(limit), 100))
         page = max(1, int(page))
-        return await self._run(
-            "read", self._search_sync, q or "", tuple(types or ()), borough, genre, limit, page
+        text, types = q or "", tuple(types or ())
+        browse_key = (types, borough, genre)
+
+        def cheap() -> bool:  # a query, or a browse whose filters were seen before
+            return bool(words(text)) or browse_key in self._browse_cache
+
+        return await self._read(
+            self._search_sync, text, types, borough, genre, limit, page, cheap=cheap
         )
 
     def _canonical_borough(self, borough: str | None) -> str | None:
@@ -479,7 +538,7 @@ class SearchIndex:
         """Names and titles for a search box as the fan types: titles that start
         with the text first (shortest first), then titles with a word that does."""
         limit = max(1, min(int(limit), 20))
-        return await self._run("read", self._suggest_sync, q or "", limit)
+        return await self._read(self._suggest_sync, q or "", limit)
 
     def _suggest_sync(self, text: str, limit: int) -> list[dict[str, Any]]:
         searcher = self._current_searcher()
@@ -523,7 +582,7 @@ class SearchIndex:
 
     async def lookup(self, field: str, value: str) -> list[dict[str, Any]]:
         """Stored fields of the documents whose `field` (uri, artist, release) is `value`."""
-        return await self._run("read", self._lookup_sync, field, value)
+        return await self._read(self._lookup_sync, field, value)
 
     def _lookup_sync(self, field: str, value: str) -> list[dict[str, Any]]:
         searcher = self._current_searcher()
@@ -531,4 +590,4 @@ class SearchIndex:
 
     async def count(self) -> int:
         """How many documents the live generation holds."""
-        return await self._run("read", lambda: self._current_searcher().doc_count())
+        return await self._read(lambda: self._current_searcher().doc_count())

@@ -95,6 +95,7 @@ async def reindex(
     done = 0
     if progress:
         progress(0, total)
+    pending: asyncio.Future | None = None  # whoosh adds batch N while the database reads N+1
     try:
         for t in D.DOC_TYPES:
             model = D.MODELS[t]
@@ -112,12 +113,20 @@ async def reindex(
                         break
                     last = rows[-1].id
                     docs = [_fields(D.BUILDERS[t](r)) for r in rows if _is_public(t, r)]
-                await asyncio.to_thread(_add_all, writer, docs)
-                done += len(docs)
-                if progress:
-                    progress(done, max(total, done))
+                if pending is not None:
+                    done += await pending
+                    if progress:
+                        progress(done, max(total, done))
+                pending = asyncio.ensure_future(asyncio.to_thread(_add_all, writer, docs))
+        if pending is not None:
+            done += await pending
+            pending = None
+            if progress:
+                progress(done, max(total, done))
         await asyncio.to_thread(writer.commit)
     except BaseException:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
         await asyncio.to_thread(writer.cancel)
         shutil.rmtree(gen_dir, ignore_errors=True)
         raise
@@ -128,9 +137,10 @@ async def reindex(
     return done
 
 
-def _add_all(writer: Any, docs: list[dict[str, Any]]) -> None:
+def _add_all(writer: Any, docs: list[dict[str, Any]]) -> int:
     for fields in docs:
         writer.add_document(**fields)
+    return len(docs)
 
 
 async def _catch_up(ctx: Any, directory: Path, since: Any) -> int:
