@@ -201,6 +201,15 @@ def _genres(raw: str) -> list[str]:
     return out
 
 
+def _sentence(message: str) -> str:
+    """The services speak in fragments ("at least 8 characters"); forms speak in sentences."""
+    message = message.strip()
+    if not message:
+        return message
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "?", "!")) else message + "."
+
+
 def _signup_page(
     request: web.Request,
     values: dict[str, str] | None = None,
@@ -210,7 +219,7 @@ def _signup_page(
     values = values or dict(_EMPTY)
     by_field: dict[str, str] = {}
     for e in errors or []:
-        by_field.setdefault(e.get("field") or "form", e.get("message", ""))
+        by_field.setdefault(e.get("field") or "form", _sentence(e.get("message", "")))
     return render(
         request,
         "signup.html",

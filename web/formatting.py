@@ -52,7 +52,7 @@ def duration(ms: int | None) -> str:
     """Milliseconds as m:ss (or h:mm:ss); empty when unknown."""
     if ms is None or ms < 0:
         return ""
-    seconds = int(round(ms / 1000))
+    seconds = (ms + 500) // 1000  # half up, in integers
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

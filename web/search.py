@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.appkeys import SEARCH
+from node.appkeys import CTX, SEARCH
 from node.search import DOC_TYPES
 
 from .render import render
@@ -61,7 +61,11 @@ async def search_page(request: web.Request) -> web.Response:
             q, types=types or None, borough=borough, genre=genre, limit=PER_PAGE, page=page
         )
     groups: dict[str, list[dict[str, Any]]] = {}
+    base = request.config_dict[CTX].settings.base_url
     for hit in result.get("results", []):
+        url = hit.get("url") or ""
+        if url.startswith(base + "/"):  # our own pages: a path works behind any host name
+            hit = {**hit, "url": url[len(base) :]}
         groups.setdefault(hit.get("type", "artist"), []).append(hit)
     ordered = [(t, TYPE_LABELS[t], groups[t]) for t in DOC_TYPES if t in groups]
     facets = result.get("facets") or {}

@@ -160,6 +160,33 @@ async def scene(node) -> dict[str, Any]:
 
 
 @pytest.fixture
+async def live(live_node) -> AsyncIterator[Any]:
+    """The live node with an HTTP client on it, so the `seed` helpers work over real HTTP."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(live_node.base_url) as http:
+        live_node.client = http
+        yield live_node
+        live_node.client = None
+
+
+@pytest.fixture
+def node_with(tmp_path, databases, aiohttp_client):
+    """A factory of nodes with settings of their own: `await node_with(**{"node.scheme": "https"})`."""
+    from tests.conftest import build_node
+
+    made: list[Any] = []
+
+    async def make(**settings: Any) -> Any:
+        n = await build_node(tmp_path / f"node-{len(made)}", databases, **settings)
+        n.client = await aiohttp_client(n.app)
+        made.append(n)
+        return n
+
+    return make
+
+
+@pytest.fixture
 def seed() -> SimpleNamespace:
     """The seeding helpers: `await seed.scene(node)`, `await seed.release(node, ...)`."""
     return SimpleNamespace(
