@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,7 @@ class LoadResult:
     seconds: float
     statuses: dict[int, int]
     latencies: list[float]
+    answers: dict[str, int] = field(default_factory=dict)  # post_load's `classify` counts
 
     @property
     def rps(self) -> float:
@@ -216,6 +217,61 @@ async def _drive(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     return LoadResult(len(latencies), elapsed, dict(statuses), latencies)
+
+
+@dataclass(frozen=True)
+class Post:
+    """One prepared POST (e.g. a pre-signed activity): signing is the sender's
+    cost, so it happens before the timed phase and the loop only sends."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+async def post_load(
+    base_url: str,
+    posts: Sequence[Post],
+    *,
+    concurrency: int = 64,
+    max_seconds: float = 120.0,
+    classify: Callable[[int, bytes], str] | None = None,
+) -> LoadResult:
+    """Send each of `posts` once, `concurrency` in flight, bounded by `max_seconds`.
+
+    Unlike `load` nothing is cycled: each body is sent exactly once (an inbox
+    dedupes by activity id, so repeats would measure something else).
+    `classify(status, body)` names an answer, counted in `LoadResult.answers`.
+    """
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    statuses: Counter = Counter()
+    answers: Counter = Counter()
+    latencies: list[float] = []
+    todo = iter(posts)
+    deadline = time.perf_counter() + max_seconds
+
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
+
+        async def worker() -> None:
+            for post in todo:
+                if time.perf_counter() > deadline:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    async with http.post(post.path, data=post.body, headers=post.headers) as r:
+                        body = await r.read()
+                        statuses[r.status] += 1
+                        if classify is not None:
+                            answers[classify(r.status, body)] += 1
+                except (TimeoutError, aiohttp.ClientError):
+                    statuses[0] += 1
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return LoadResult(len(latencies), elapsed, dict(statuses), latencies, dict(answers))
 
 
 # ---- a node to measure ------------------------------------------------------------

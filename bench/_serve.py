@@ -1,8 +1,13 @@
 """Servers for benchmarks, each run in its own process by `bench._common.start_server`.
 
     python -m bench._serve node --port P --data DIR     the real app (no worker)
+    python -m bench._serve node --port P --data DIR --worker
+                                                         embedded mode: the job worker
+                                                         on the same event loop
     python -m bench._serve bare --port P                 the anchor: a bare aiohttp
                                                          handler with a small fixed page
+    python -m bench._serve accept --port P               the inbox anchor: reads a POST's
+                                                         body and answers 202, nothing else
 
 Both use the same event loop policy and `web.run_app` settings (access log
 off), so the ratio between them measures the node's own work per request.
@@ -32,22 +37,44 @@ def bare_app() -> web.Application:
     return app
 
 
-def node_app(data: Path) -> web.Application:
+def accept_app() -> web.Application:
+    """What an inbox costs with no node behind it: read the body, answer 202."""
+
+    async def inbox(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"status": "accepted"}, status=202)
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", inbox)
+    app.router.add_get("/{tail:.*}", ready)
+    return app
+
+
+def node_app(data: Path, worker: bool = False) -> web.Application:
     from node.app import create_app
     from node.config import load_settings
 
     settings = load_settings(data)
-    return create_app(settings, worker=False)
+    return create_app(settings, worker=worker)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="bench._serve")
-    p.add_argument("kind", choices=["node", "bare"])
+    p.add_argument("kind", choices=["node", "bare", "accept"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--data", type=Path)
+    p.add_argument("--worker", action="store_true", help="node: run the job worker in-process")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    app = bare_app() if args.kind == "bare" else node_app(args.data)
+    if args.kind == "bare":
+        app = bare_app()
+    elif args.kind == "accept":
+        app = accept_app()
+    else:
+        app = node_app(args.data, worker=args.worker)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 

@@ -28,7 +28,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _sqlite_engine(url: str, immediate: bool, echo: bool) -> AsyncEngine:
-    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+    # SQLite admits one writer at a time. With a pool of writer connections,
+    # the losers of BEGIN IMMEDIATE wait in SQLite's busy handler, which
+    # sleeps 1, 2, 5 ... up to 100 ms between tries: under load (an inbox at
+    # 1,000+ requests/s) that turns a 1 ms transaction into seconds of
+    # latency. One writer connection makes them queue in the pool instead,
+    # in order, on the event loop, and each starts the moment the last ends.
+    # The readers keep a pool: WAL readers never wait for the writer.
+    pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30} if immediate else {}
+    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every test
