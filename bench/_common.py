@@ -62,10 +62,17 @@ def percentiles(values: Sequence[float], ps: Sequence[float] = (50, 95, 99)) -> 
 
 
 def machine() -> dict[str, Any]:
+    """Where the figures came from; the load average says whether anything else
+    was competing for the CPUs while they were taken."""
+    try:
+        load1 = round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover - not on every platform
+        load1 = None
     return {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        "loadavg_1m": load1,
     }
 
 
