@@ -23,6 +23,7 @@ from .delivery import deliver
 from .directory import RemoteDirectory
 from .discovery import discovery_routes
 from .inbox import inbox_routes, process_inbox_item
+from .intake import Intake
 from .keys import KeyStore
 from .outbox import register_outbox
 from .routes import ap_routes, negotiation_middleware
@@ -32,7 +33,9 @@ def setup(app: web.Application) -> None:
     ctx = app[CTX]
     client = FederationClient(ctx)
     directory = RemoteDirectory(ctx, client)
-    fed = Federation(client=client, directory=directory, keys=KeyStore(ctx, directory))
+    fed = Federation(
+        client=client, directory=directory, keys=KeyStore(ctx, directory), intake=Intake(ctx)
+    )
     app[FEDERATION] = fed
     ctx.directory = directory
 
@@ -50,4 +53,5 @@ async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
     actor = await ensure_node_actor(ctx)
     fed.client.node_key = (actor.key_id, (ctx.settings.keys_dir / RSA_FILE).read_text())
     yield
+    await fed.intake.close()
     await fed.client.close()

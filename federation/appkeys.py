@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .client import FederationClient
     from .directory import RemoteDirectory
+    from .intake import Intake
     from .keys import KeyStore
 
 
@@ -18,6 +19,7 @@ class Federation:
     client: FederationClient
     directory: RemoteDirectory
     keys: KeyStore
+    intake: Intake
     host_limits: dict = field(default_factory=dict)
 
 
