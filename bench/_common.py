@@ -76,6 +76,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def proc_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far; None where /proc is missing.
+
+    Server CPU per request is a figure that holds up when other work shares
+    the machine, which wall-clock latency and requests/second do not.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_ms_per_request(before: float | None, after: float | None, requests: int) -> float | None:
+    if before is None or after is None or not requests:
+        return None
+    return round((after - before) / requests * 1000, 3)
+
+
 # ---- servers in subprocesses ---------------------------------------------------
 
 

@@ -12,6 +12,12 @@ Figures, measured in one run against the anchor of that run:
   filters) over 50,000 indexed items (5,000 with `--quick`), one request
   at a time so it is the latency one fan sees, not queueing.
 
+Wall-clock figures move with whatever else the machine runs (see
+`machine.loadavg_1m`), so each load also reports the server process's CPU
+time per request (`server_cpu_ms_per_request`, from /proc), and the bare
+handler is timed one request at a time too (`bare_one_at_a_time_ms`), the
+round trip's floor in the same run.
+
 The node is seeded with bulk inserts (no RSA keys, no audio: neither is on
 the measured paths) and indexed with `reindex`, the code `nycmg search
 reindex` runs. Servers run in their own processes (bench._common).
@@ -28,7 +34,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._common import emit, load, log, machine, make_node, percentiles, rng, start_server
+from ._common import (
+    cpu_ms_per_request,
+    emit,
+    load,
+    log,
+    machine,
+    make_node,
+    percentiles,
+    proc_cpu_seconds,
+    rng,
+    start_server,
+)
 
 COMMON = (
     "night blue city love dark light river street summer winter gold golden fire rain "
@@ -371,6 +388,8 @@ async def main_async(quick: bool) -> dict[str, Any]:
             log(
                 f"measuring {page} and the bare handler, {requests} requests each, {concurrency} in flight"
             )
+            npid, bpid = node.proc.pid, bare.proc.pid
+            c0 = proc_cpu_seconds(npid)
             artist = await load(
                 node.base_url,
                 paths,
@@ -379,6 +398,8 @@ async def main_async(quick: bool) -> dict[str, Any]:
                 warmup=300,
                 headers=html,
             )
+            artist_cpu = cpu_ms_per_request(c0, proc_cpu_seconds(npid), artist.requests)
+            c0 = proc_cpu_seconds(bpid)
             anchor = await load(
                 bare.base_url,
                 ["/"],
@@ -387,11 +408,17 @@ async def main_async(quick: bool) -> dict[str, Any]:
                 warmup=300,
                 headers=html,
             )
+            bare_cpu = cpu_ms_per_request(c0, proc_cpu_seconds(bpid), anchor.requests)
 
             log(f"measuring search latency over {search_n} varied queries")
             queries = search_queries(seeded, search_n)
             await load(node.base_url, queries[:50], requests=50, concurrency=1)  # warm the searcher
+            c0 = proc_cpu_seconds(npid)
             searched = await load(node.base_url, queries, requests=search_n, concurrency=1)
+            search_cpu = cpu_ms_per_request(c0, proc_cpu_seconds(npid), searched.requests)
+            # The same one-at-a-time pattern against the bare handler: what this
+            # machine's HTTP round trip costs right now.
+            bare_seq = await load(bare.base_url, ["/"], requests=search_n, concurrency=1)
             suggest_paths = [
                 "/api/v1/search/suggest?q=" + q.split("q=", 1)[1].split("&")[0][:4]
                 for q in queries[:300]
@@ -417,13 +444,14 @@ async def main_async(quick: bool) -> dict[str, Any]:
         "ratio": round(ratio, 3),
         "ratio_target": 0.25,
         "ratio_ok": ratio >= 0.25,
-        "artist": artist.summary(),
-        "bare": anchor.summary(),
+        "artist": {**artist.summary(), "server_cpu_ms_per_request": artist_cpu},
+        "bare": {**anchor.summary(), "server_cpu_ms_per_request": bare_cpu},
         "concurrency": concurrency,
         "search_ms": s_lat,
         "search_p95_target_ms": 20,
         "search_p95_ok": s_lat["p95"] < 20,
-        "search": searched.summary(),
+        "search": {**searched.summary(), "server_cpu_ms_per_request": search_cpu},
+        "bare_one_at_a_time_ms": percentiles(bare_seq.latencies),
         "suggest_ms": percentiles(suggested.latencies),
         "search_under_load": {**loaded.summary(), "concurrency": 8},
         "seed_seconds": round(seed_s, 1),
