@@ -9,18 +9,18 @@ cached searcher was built from (two tiny file reads) and refreshes only when
 something changed, so readers in other processes (`serve --no-worker` next
 to a `worker`) see new documents too.
 
-Threads: whoosh is pure Python and blocking. Reads run on one dedicated
-thread, which alone owns the cached searcher (whoosh searchers are not
-meant to be shared between threads); writes run on another, serialized by an
-asyncio.Lock in-process and by whoosh's own lock file across processes.
+Threads: whoosh is pure Python and blocking. Writes run on a writer
+thread, serialized by an asyncio.Lock in-process and by whoosh's own lock
+file across processes. Reads share one cached searcher guarded by a lock:
+a read runs inline on the event loop when the caches are warm (about a
+millisecond), and on a dedicated reader thread when it may take long
+(opening a new index version, building caches); see `_read`.
 
-Queries are built from the user's words directly, never by a query parser,
-so no input can make a syntax error: each word must match (exactly, within
-an edit distance of 1-2 for words of 4 letters or more, or as a prefix for
-the last word) in the name or the body, and an exact whole-name match is
-boosted far above the rest. Facet counts are computed over the whole match
-set from per-segment docnum -> value tables, cached by segment id (segments
-never change once written; deletions only hide documents).
+What a search does is split in two modules: query.py turns the fan's words
+into index terms (never through a query parser, so no input is a syntax
+error; typos and prefixes from an in-memory lexicon), and engine.py matches,
+scores and counts facets from per-segment caches keyed by segment id
+(segments never change once written; deletions only hide documents).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ SCHEMA = Schema(
     doc=STORED,  # "release:UUID", "artist:jay", "artist:jay@queens.example"
     type=ID(stored=True),
     oid=STORED,  # the id a result carries: uuid, or handle for artists
-    name=TEXT(analyzer=ANALYZER, stored=True, phrase=False, field_boost=2.0),
+    name=TEXT(analyzer=ANALYZER, stored=True, phrase=False),
     exact=ID,  # the whole name, normalized: exact-match boost and title-prefix suggestions
     body=TEXT(analyzer=ANALYZER, phrase=False),
     subtitle=STORED,
@@ -250,6 +250,7 @@ class SearchIndex:
         self._writer_pool: ThreadPoolExecutor | None = None
         # Read state, guarded by _read_lock (the read thread, or inline on the loop):
         self._read_lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._searcher: Any = None
         self._searcher_key: tuple[str | None, str | None] = (None, None)
         self._read_ix: Any = None
@@ -264,13 +265,15 @@ class SearchIndex:
     # -- lifecycle
 
     def open(self) -> None:
-        """Create the index directory and an empty index if there is none (blocking)."""
-        ensure_index(self.directory)
-        if self._reader_pool is None:
-            self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="search-read")
-        if self._writer_pool is None:
-            self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="search-write")
-        self._reader_pool.submit(self._locked, self._warm)
+        """Create the index directory and an empty index if there is none, and start
+        warming the caches in the background (blocking; call it in a thread)."""
+        with self._open_lock:
+            ensure_index(self.directory)
+            if self._writer_pool is None:
+                self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="search-write")
+            if self._reader_pool is None:
+                self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="search-read")
+                self._reader_pool.submit(self._locked, self._warm)
 
     def close(self) -> None:
         for pool in (self._reader_pool, self._writer_pool):
@@ -282,6 +285,8 @@ class SearchIndex:
         self._searcher, self._searcher_key, self._view = None, (None, None), None
         self._read_ix = self._write_ix = self._write_gen = None
         self._segments.clear()
+        self._browse_cache.clear()
+        self._browse_order = None
 
     def _locked(self, fn: Any, *args: Any) -> Any:
         with self._read_lock:
