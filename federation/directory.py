@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from node.context import NodeContext
 from node.directory import LocalDirectory, parse_handle
@@ -80,9 +81,19 @@ class RemoteDirectory(LocalDirectory):
             if owner and owner != uri and host_of(owner) == host_of(uri):
                 return await self.fetch_actor(owner)
             raise NotFound(f"{uri} is not an actor")
-        async with self.ctx.db.transaction() as s:
-            actor = await upsert_remote_actor(self.ctx, s, doc, uri)
-        return actor
+        return await self._upsert(lambda s: upsert_remote_actor(self.ctx, s, doc, uri))
+
+    async def _upsert(self, write):
+        """Run `write(session)` in a transaction, once more if a concurrent request
+        inserted the same row first (two fans following a new artist at once, two
+        activities from a new actor: on PostgreSQL both read "absent" and both
+        insert). The second run finds the row and updates it."""
+        try:
+            async with self.ctx.db.transaction() as s:
+                return await write(s)
+        except IntegrityError:
+            async with self.ctx.db.transaction() as s:
+                return await write(s)
 
     async def resolve_object(self, uri: str) -> tuple[str, int]:
         found = await self.find_object(uri)
@@ -110,18 +121,23 @@ class RemoteDirectory(LocalDirectory):
             raise NotFound(f"{uri} has no author on its own host")
         author_id = await self.resolve_actor(author_uri)
         kind = type_of(doc)
-        async with self.ctx.db.transaction() as s:
+        upserts = {
+            "Audio": ("track", upsert_remote_track),
+            "Album": ("release", upsert_remote_release),
+            "Event": ("event", upsert_remote_event),
+        }
+        if kind not in upserts:
+            raise NotFound(f"{uri} is a {kind}, not a track, release or event")
+        name, upsert = upserts[kind]
+
+        async def write(s) -> tuple[str, int]:
             author = await s.get(Actor, author_id)
-            try:
-                if kind == "Audio":
-                    return "track", (await upsert_remote_track(self.ctx, s, doc, author)).id
-                if kind == "Album":
-                    return "release", (await upsert_remote_release(self.ctx, s, doc, author)).id
-                if kind == "Event":
-                    return "event", (await upsert_remote_event(self.ctx, s, doc, author)).id
-            except BadActivity as e:
-                raise NotFound(f"{uri}: {e.detail}") from None
-        raise NotFound(f"{uri} is a {kind}, not a track, release or event")
+            return name, (await upsert(self.ctx, s, doc, author)).id
+
+        try:
+            return await self._upsert(write)
+        except BadActivity as e:
+            raise NotFound(f"{uri}: {e.detail}") from None
 
     async def actor_by_uri(self, uri: str) -> Actor | None:
         async with self.ctx.db.read_session() as s:

@@ -7,6 +7,7 @@ Enforced in two places: the inbox (before anything is stored) and delivery
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.context import NodeContext
@@ -19,9 +20,15 @@ async def get_instance(session: AsyncSession, host: str, *, create: bool = True)
     host = host.lower()
     inst = await session.scalar(select(Instance).where(Instance.host == host))
     if inst is None and create:
-        inst = Instance(host=host, policy="default", first_seen_at=utcnow())
-        session.add(inst)
-        await session.flush()
+        # Several requests from a new host arrive at once: on PostgreSQL each may
+        # read "absent" and insert. The losers' savepoint rolls back (not their
+        # whole transaction, which holds an activity) and they read the winner's row.
+        try:
+            async with session.begin_nested():
+                inst = Instance(host=host, policy="default", first_seen_at=utcnow())
+                session.add(inst)
+        except IntegrityError:
+            inst = await session.scalar(select(Instance).where(Instance.host == host))
     return inst
 
 

@@ -19,6 +19,7 @@ import functools
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -30,7 +31,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from yarl import URL
 
 from federation.models import InboxItem, Instance
@@ -173,6 +174,36 @@ class Lifecycle:
 @pytest.fixture
 def lifecycle() -> Lifecycle:
     return Lifecycle()
+
+
+@asynccontextmanager
+async def _inbox_held(node) -> AsyncIterator[None]:
+    """While held, the node cannot store anything in its inbox (its database is
+    busy), so a delivery to it hangs in flight: a slow receiver, on demand.
+    SQLite: hold the one writer connection. PostgreSQL: lock inbox_items."""
+    ready, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with node.ctx.db.transaction() as s:
+            if node.ctx.db.is_sqlite:
+                await s.execute(text("SELECT 1"))  # BEGIN IMMEDIATE takes the write lock
+            else:
+                await s.execute(text("LOCK TABLE inbox_items IN EXCLUSIVE MODE"))
+            ready.set()
+            await release.wait()
+
+    task = asyncio.create_task(hold())
+    await ready.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        await task
+
+
+@pytest.fixture
+def inbox_held():
+    return _inbox_held
 
 
 # ---- a fake remote server -----------------------------------------------------------
@@ -378,7 +409,7 @@ class FakeRemote:
         raise web.HTTPNotFound()
 
     async def _inbox(self, request: web.Request) -> web.Response:
-        activity = await request.json(content_type=None)
+        activity = json.loads(await request.read())
         self.received.append(Received(request.path, dict(request.headers), activity))
         return web.Response(status=self.inbox_status)
 

@@ -7,11 +7,15 @@ delivery worker. Nodes go down, come back, and get killed mid-delivery.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from federation.models import OutboxItem
+from federation.appkeys import FEDERATION
+from federation.models import InboxItem, Instance, OutboxItem
 from node.models import Actor, Comment, Follow, Job, Like, Release
 
 FAST_RETRIES = {"jobs.backoff_base_seconds": 0.2, "jobs.poll_seconds": 0.05}
@@ -170,6 +174,52 @@ async def test_a_fan_unfollows_and_stops_receiving_releases(network, api, eventu
     assert await feed(api, queens, "rosa") == []
 
 
+async def test_fans_first_contacts_with_a_new_artist_at_the_same_moment(network, api, eventually):
+    """Five fans on Queens follow Jay at once, before Queens knows Jay: each
+    request fetches Jay's actor and stores it; all of them must succeed."""
+    brooklyn, queens = await network(2)
+    await brooklyn.user("jay", "artist")
+    fans = [f"fan{i}" for i in range(5)]
+    for fan in fans:
+        await queens.user(fan)
+    answers = await asyncio.gather(
+        *(follow(api, eventually, queens, fan, brooklyn, "jay") for fan in fans)
+    )
+    assert [a["state"] for a in answers] == ["accepted"] * 5
+    async with queens.ctx.db.read_session() as s:
+        jays = (
+            await s.scalars(select(Actor).where(Actor.uri == brooklyn.ctx.urls.actor("jay")))
+        ).all()
+    assert len(jays) == 1
+
+
+async def test_a_new_remote_actors_first_activities_arrive_at_the_same_moment(
+    network, remote, eventually
+):
+    """Brooklyn has never seen Alice when five of her activities arrive at once:
+    each checks her key by fetching her actor; none may be refused for it."""
+    (brooklyn,) = await network(1)
+    await brooklyn.user("jay", "artist")
+    jay = brooklyn.ctx.urls.actor("jay")
+    fake = await remote("mastodon")
+    alice = fake.add_actor("alice")
+    activities = [
+        {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": f"{fake.base}/users/alice#likes/{i}",
+            "type": "Like",
+            "actor": alice.uri,
+            "object": jay,
+        }
+        for i in range(5)
+    ]
+    answers = await asyncio.gather(
+        *(fake.post(brooklyn.base_url + "/inbox", a) for a in activities)
+    )
+    assert [status for status, _ in answers] == [202] * 5, answers
+    assert await count(brooklyn, InboxItem) == 5, answers
+
+
 # ---- the catalog travelling ----------------------------------------------------------
 
 
@@ -203,8 +253,12 @@ async def test_a_release_update_and_delete_reach_the_followers_node(network, api
     # Jay deletes it: it leaves Rosa's feed and Queens forgets it.
     status, _ = await api(brooklyn, "DELETE", f"/api/v1/releases/{rel['uuid']}", "jay")
     assert status == 204
-    await eventually(in_feed(api, queens, "rosa", lambda items: items == []))
-    assert await count(queens, Release, Release.uri == rel["uri"]) == 0
+
+    async def forgotten():
+        return await count(queens, Release, Release.uri == rel["uri"]) == 0
+
+    await eventually(forgotten)
+    assert await feed(api, queens, "rosa") == []
 
 
 async def test_an_event_with_a_place_reaches_the_followers_feed(network, api, eventually):
@@ -299,3 +353,281 @@ async def test_a_remote_fans_like_and_comment_arrive_at_the_artists_node(network
         rosa = await s.scalar(select(Actor).where(Actor.handle == "rosa"))
     assert rosa is not None and rosa.local is False
     assert await count(brooklyn, Comment) == 1
+
+
+# ---- nodes that go away ----------------------------------------------------------------
+
+
+async def deliveries(node, activity_type: str) -> list[Job]:
+    """The delivery jobs of a node's activities of one type."""
+    async with node.ctx.db.read_session() as s:
+        items = {
+            i.id
+            for i in (
+                await s.scalars(select(OutboxItem).where(OutboxItem.type == activity_type))
+            ).all()
+        }
+        jobs = (await s.scalars(select(Job).where(Job.kind == "federation.deliver"))).all()
+    return [j for j in jobs if j.payload["item"] in items]
+
+
+async def outbox_id(node, activity_type: str) -> str:
+    async with node.ctx.db.read_session() as s:
+        return await s.scalar(
+            select(OutboxItem.activity_id).where(OutboxItem.type == activity_type)
+        )
+
+
+async def test_a_node_down_for_a_while_gets_the_release_exactly_once_when_back(
+    network, api, eventually, lifecycle
+):
+    brooklyn, queens = await network(2, **FAST_RETRIES)
+    await brooklyn.user("jay", "artist")
+    await queens.user("rosa")
+    await follow(api, eventually, queens, "rosa", brooklyn, "jay")
+
+    # Queens goes down; Jay publishes meanwhile.
+    await lifecycle.stop(queens)
+    rel = await publish(api, brooklyn, "jay", "While You Were Out")
+
+    async def retrying():
+        (job,) = await deliveries(brooklyn, "Create")
+        return job.attempts >= 2 and job.state == "queued" and job.last_error and job
+
+    job = await eventually(retrying)
+    assert "connect" in job.last_error.lower() or "refused" in job.last_error.lower(), (
+        job.last_error
+    )
+    async with brooklyn.ctx.db.read_session() as s:
+        health = await s.scalar(select(Instance).where(Instance.host == queens.ctx.domain))
+    assert health.consecutive_failures >= 2 and health.last_failure_at is not None
+
+    # Queens comes back on the same port, database and keys: the retry lands.
+    await lifecycle.start(queens)
+    items = await eventually(in_feed(api, queens, "rosa"), timeout=15)
+    assert [i["release"]["uri"] for i in items] == [rel["uri"]]
+
+    async def delivered():
+        (job,) = await deliveries(brooklyn, "Create")
+        return job.state == "done"
+
+    await eventually(delivered)
+    activity_id = await outbox_id(brooklyn, "Create")
+    assert await count(queens, InboxItem, InboxItem.activity_id == activity_id) == 1
+    assert await count(queens, Release) == 1
+    async with brooklyn.ctx.db.read_session() as s:
+        health = await s.scalar(select(Instance).where(Instance.host == queens.ctx.domain))
+    assert health.consecutive_failures == 0 and health.circuit_open_until is None
+
+
+async def test_a_sender_killed_mid_fan_out_delivers_to_everyone_once_after_restart(
+    network, api, eventually, lifecycle, inbox_held
+):
+    """Brooklyn publishes to six fans on three nodes and is killed while its first
+    delivery hangs in flight (Queens' database is busy) and two more wait their
+    turn. Restarted over the same data, it delivers the rest and redelivers the
+    one cut off; every node processes the release once."""
+    (brooklyn,) = await network(
+        1, **FAST_RETRIES, **{"jobs.concurrency": 1, "jobs.lock_seconds": 2}
+    )
+    receivers = await network(3)
+    await brooklyn.user("jay", "artist")
+    fans = []
+    for i, node in enumerate(receivers):
+        for name in (f"fan{i}a", f"fan{i}b"):
+            await node.user(name)
+            fans.append((node, name))
+    answers = await asyncio.gather(
+        *(follow(api, eventually, node, name, brooklyn, "jay") for node, name in fans)
+    )
+    assert {f["state"] for f in answers} == {"accepted"}
+
+    async with contextlib.AsyncExitStack() as held:
+        for node in receivers:
+            await held.enter_async_context(inbox_held(node))
+        rel = await publish(api, brooklyn, "jay", "Fan-Out")
+
+        async def first_in_flight():
+            jobs = await deliveries(brooklyn, "Create")
+            return len(jobs) == 3 and any(j.state == "running" for j in jobs) and jobs
+
+        await eventually(first_in_flight, interval=0.01)
+        await lifecycle.kill(brooklyn)
+    jobs = await deliveries(brooklyn, "Create")
+    assert sorted(j.state for j in jobs) == ["queued", "queued", "running"]
+
+    await lifecycle.start(brooklyn)
+    for node, name in fans:
+        items = await eventually(in_feed(api, node, name), timeout=15)
+        assert [i["release"]["uri"] for i in items] == [rel["uri"]]
+
+    async def all_delivered():
+        return all(j.state == "done" for j in await deliveries(brooklyn, "Create"))
+
+    await eventually(all_delivered)
+    activity_id = await outbox_id(brooklyn, "Create")
+    for node in receivers:
+        assert await count(node, InboxItem, InboxItem.activity_id == activity_id) == 1
+        assert await count(node, Release) == 1
+
+    # Redelivered once more, by hand: acknowledged, not processed again.
+    async with brooklyn.ctx.db.read_session() as s:
+        item = await s.scalar(select(OutboxItem).where(OutboxItem.type == "Create"))
+        jay = await s.get(Actor, item.actor_id)
+    fed = brooklyn.app[FEDERATION]
+    status, text = await fed.client.post_activity(
+        receivers[0].base_url + "/inbox", item.payload, jay.key_id, jay.private_key_pem
+    )
+    assert (status, json.loads(text)["status"]) == (202, "duplicate")
+    assert await count(receivers[0], InboxItem, InboxItem.activity_id == activity_id) == 1
+
+
+async def test_410_gone_from_a_personal_inbox_forgets_the_remote_actor(
+    network, api, eventually, remote
+):
+    (brooklyn,) = await network(1)
+    await brooklyn.user("jay", "artist")
+    jay = brooklyn.ctx.urls.actor("jay")
+    # Alice's server has no shared inbox; Bob's has one.
+    personal = await remote("mastodon", shared_inbox=False)
+    alice = personal.add_actor("alice")
+    shared = await remote("mastodon")
+    bob = shared.add_actor("bob", key=1)
+    for fake, who in ((personal, alice), (shared, bob)):
+        status, _ = await fake.post(
+            brooklyn.base_url + "/inbox",
+            {
+                "@context": "https://www.w3.org/ns/activitystreams",
+                "id": f"{fake.base}/follows/1",
+                "type": "Follow",
+                "actor": who.uri,
+                "object": jay,
+            },
+            signer=who,
+        )
+        assert status == 202
+    await eventually(lambda: _both_accepted(personal, shared))
+
+    # Both accounts' servers now answer 410 Gone.
+    personal.inbox_status = shared.inbox_status = 410
+    await publish(api, brooklyn, "jay", "Nobody Home")
+
+    async def alice_forgotten():
+        async with brooklyn.ctx.db.read_session() as s:
+            return await s.scalar(select(Actor).where(Actor.uri == alice.uri)) is None
+
+    await eventually(alice_forgotten)
+    assert personal.activities("Create") and shared.activities("Create")
+    # A shared inbox's 410 says nothing about Bob: he stays, and still follows.
+    async with brooklyn.ctx.db.read_session() as s:
+        kept = await s.scalar(select(Actor).where(Actor.uri == bob.uri))
+    assert kept is not None
+    assert await count(brooklyn, Follow) == 1
+    assert all(j.state == "done" for j in await deliveries(brooklyn, "Create"))
+
+
+async def _both_accepted(*fakes) -> bool:
+    return all(f.activities("Accept") for f in fakes)
+
+
+# ---- instance policy --------------------------------------------------------------
+
+
+async def test_a_blocked_host_can_neither_post_to_us_nor_receive_from_us(
+    network, api, eventually, remote, policy, stored
+):
+    brooklyn, queens = await network(2)
+    await brooklyn.user("jay", "artist")
+    await queens.user("rosa")
+    await follow(api, eventually, queens, "rosa", brooklyn, "jay")
+    fake = await remote("mastodon")
+    alice = fake.add_actor("alice")
+
+    # The admin blocks the fake server and Queens.
+    await policy(brooklyn, fake.host, "block")
+    await policy(brooklyn, queens.ctx.domain, "block")
+    before = await stored(brooklyn)
+    status, answer = await fake.post(
+        brooklyn.base_url + "/inbox",
+        {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": f"{fake.base}/follows/1",
+            "type": "Follow",
+            "actor": alice.uri,
+            "object": brooklyn.ctx.urls.actor("jay"),
+        },
+    )
+    assert status == 403, answer
+    assert await stored(brooklyn) == before
+    assert fake.fetched == []  # not even its key was fetched
+
+    # Jay publishes: nothing is sent to Queens, and the delivery says why.
+    await publish(api, brooklyn, "jay", "Members Only")
+
+    async def refused():
+        (job,) = await deliveries(brooklyn, "Create")
+        return job.state == "dead" and job
+
+    job = await eventually(refused)
+    assert "blocked" in job.last_error
+    assert await count(queens, InboxItem, InboxItem.type == "Create") == 0
+    assert await feed(api, queens, "rosa") == []
+
+    # Nor can Brooklyn's fans reach a blocked host.
+    await brooklyn.user("kim")
+    status, answer = await api(
+        brooklyn, "POST", "/api/v1/follows", "kim", json={"target": f"@alice@{fake.host}"}
+    )
+    assert status == 404, answer
+
+
+async def test_an_allowlist_node_federates_only_with_the_hosts_it_allows(
+    network, api, eventually, remote, policy, stored
+):
+    (brooklyn,) = await network(1, **{"federation.policy": "allowlist"})
+    await brooklyn.user("jay", "artist")
+    friend, stranger, limited = [await remote("mastodon") for _ in range(3)]
+    await policy(brooklyn, friend.host, "allow")
+    await policy(brooklyn, limited.host, "limit")
+    jay = brooklyn.ctx.urls.actor("jay")
+
+    async def follow_from(fake, key: int):
+        who = fake.add_actor("alice", key=key)
+        return await fake.post(
+            brooklyn.base_url + "/inbox",
+            {
+                "@context": "https://www.w3.org/ns/activitystreams",
+                "id": f"{fake.base}/follows/1",
+                "type": "Follow",
+                "actor": who.uri,
+                "object": jay,
+            },
+        )
+
+    status, answer = await follow_from(stranger, 0)
+    assert status == 403, answer
+    assert await stored(brooklyn) == (0, 0)
+
+    assert (await follow_from(friend, 1))[0] == 202
+    assert (await follow_from(limited, 2))[0] == 202
+    await eventually(lambda: _both_accepted(friend))
+
+    # A limited host federates, but its follows wait for Jay's approval.
+    async def limited_pending():
+        _, body = await api(brooklyn, "GET", "/api/v1/follow-requests", "jay")
+        return body
+
+    (pending,) = await eventually(limited_pending)
+    assert pending["follower"]["uri"] == limited.actors["alice"].uri
+    assert limited.activities("Accept") == []
+
+    # Brooklyn's fans reach only allowed hosts.
+    await brooklyn.user("kim")
+    status, _ = await api(
+        brooklyn, "POST", "/api/v1/follows", "kim", json={"target": f"@alice@{stranger.host}"}
+    )
+    assert status == 404
+    status, body = await api(
+        brooklyn, "POST", "/api/v1/follows", "kim", json={"target": f"@alice@{friend.host}"}
+    )
+    assert status == 201, body
