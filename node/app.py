@@ -53,6 +53,8 @@ def create_app(settings: Settings, *, worker: bool | None = None) -> web.Applica
 
     federation.setup(app)
     site.setup(app)
+    # The sub-app owns "/admin/..."; "/admin" alone must still find it.
+    app.router.add_get("/admin", _to_console, name="admin.root")
     app.add_subapp("/admin", admin.create_admin())
 
     app.cleanup_ctx.append(_database_ctx)
@@ -60,6 +62,10 @@ def create_app(settings: Settings, *, worker: bool | None = None) -> web.Applica
     if run_worker:
         app.cleanup_ctx.append(_worker_ctx)
     return app
+
+
+async def _to_console(request: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently("/admin/")
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
