@@ -444,3 +444,43 @@ async def test_on_a_running_node_the_worker_keeps_search_current(live_node):
                 break
             await asyncio.sleep(0.1)
         assert found["results"][0]["id"] == "jay"
+
+
+async def test_remote_artists_and_releases_learned_by_federation_are_found_too(node):
+    from node.models import Actor, ArtistProfile, Release
+
+    # Given an artist and a published release from another node, stored as
+    # federation stores them, with the events it emits.
+    async with node.ctx.db.transaction() as s:
+        actor = Actor(
+            uri="https://queens.example/actors/mara",
+            handle="mara",
+            domain="queens.example",
+            local=False,
+            is_artist=True,
+            name="Mara Ridgewood",
+            url="https://queens.example/@mara",
+        )
+        s.add(actor)
+        await s.flush()
+        s.add(ArtistProfile(actor_id=actor.id, borough="Queens", genres=["Cumbia"], links=[]))
+        release = Release(
+            uri="https://queens.example/releases/9b1c",
+            artist_id=actor.id,
+            title="Fresh Pond Road",
+            state="published",
+            local=False,
+        )
+        s.add(release)
+        await s.flush()
+        await node.ctx.bus.emit(s, "actor.created", actor_id=actor.id, uri=actor.uri)
+        await node.ctx.bus.emit(s, "release.created", release_id=release.id, uri=release.uri)
+    await node.run_jobs()
+
+    found = await search(node, "ridgewood")
+    assert [(r["type"], r["id"], r["url"]) for r in found["results"]] == [
+        ("artist", "mara@queens.example", "https://queens.example/@mara"),
+        ("release", release.uuid, "https://queens.example/releases/9b1c"),
+    ]
+    assert found["facets"]["genre"] == {"cumbia": 2}
+    assert [x["title"] for x in await suggest(node, "fresh p")] == ["Fresh Pond Road"]
