@@ -14,7 +14,7 @@ from node.errors import NotFound
 from node.services import catalog, gigs
 from node.validation import UUID_RE
 
-from . import queries
+from . import artist_page, queries
 from .cache import cached_for_anonymous
 from .render import render
 
@@ -32,17 +32,12 @@ def _uuid(request: web.Request) -> str:
 async def artist(request: web.Request) -> web.StreamResponse:
     ctx = request.config_dict[CTX]
     async with ctx.db.read_session() as s:
-        page = await queries.artist_page(s, ctx, request.match_info["handle"], request.get(ACCOUNT))
-    actor = page.actor
-    profile = actor.profile
+        page = await artist_page.load(s, ctx, request.match_info["handle"], request.get(ACCOUNT))
     return render(
         request,
         "artist.html",
         {
-            "actor": actor,
-            "profile": profile,
-            "genres": list(profile.genres) if profile else [],
-            "links": [link for link in (profile.links if profile else []) if isinstance(link, str)],
+            "actor": page.artist,
             "releases": page.releases,
             "tracks": page.tracks,
             "events": page.events,

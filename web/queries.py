@@ -8,18 +8,15 @@ tracklist), so the page-shaped reads live here and stay read-only.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager, raiseload
 
 from node.context import NodeContext
 from node.errors import NotFound
-from node.models import Account, Actor, ArtistProfile, Event, Release, Track, Venue, utcnow
-from node.services.catalog import can_see
+from node.models import Actor, ArtistProfile, Event, Release, Track, Venue, utcnow
 
 # An event stays "upcoming" until a few hours after it starts (as in node.services.gigs).
 STILL_ON = timedelta(hours=6)
@@ -102,76 +99,6 @@ async def borough_stats(session: AsyncSession) -> dict[str, dict[str, int]]:
     for borough, n in events:
         stats.setdefault(borough, {"artists": 0, "events": 0})["events"] = n
     return stats
-
-
-@dataclass
-class ArtistPage:
-    actor: Actor
-    releases: list[Release] = field(default_factory=list)
-    tracks: list[Track] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    is_owner: bool = False
-
-
-async def artist_page(
-    session: AsyncSession, ctx: NodeContext, handle: str, account: Account | None
-) -> ArtistPage:
-    """Everything on an artist's page in four indexed queries.
-
-    Drafts are included only for the artist and curators (`can_see`), and
-    then they are marked as such by the template.
-    """
-    actor = await artist(session, ctx, handle)
-    mine = can_see(account, actor.id)
-    releases = _release_cards().where(Release.artist_id == actor.id)
-    if mine:
-        releases = releases.order_by(
-            func.coalesce(Release.published_at, Release.created_at).desc(), Release.id.desc()
-        )
-    else:
-        releases = releases.where(Release.state == "published").order_by(
-            Release.published_at.desc(), Release.id.desc()
-        )
-    release_rows = list((await session.scalars(releases.limit(48))).unique().all())
-
-    tracks = (
-        select(Track)
-        .outerjoin(Release, Release.id == Track.release_id)
-        .options(
-            contains_eager(Track.release).options(
-                raiseload(Release.tracks), raiseload(Release.artist)
-            )
-        )
-        .options(raiseload(Track.artist))
-        .where(Track.artist_id == actor.id)
-    )
-    if not mine:
-        tracks = tracks.where(
-            or_(
-                Release.state == "published",
-                (Track.release_id.is_(None)) & (Track.state == "ready"),
-            )
-        )
-    tracks = tracks.order_by(Track.created_at.desc(), Track.id.desc()).limit(20)
-    track_rows = list((await session.scalars(tracks)).unique().all())
-
-    lineup = func.lower(cast(Event.lineup, Text))
-    events = (
-        select(Event)
-        .where(
-            Event.state == "scheduled",
-            Event.starts_at >= utcnow() - STILL_ON,
-            or_(
-                Event.organizer_id == actor.id,
-                lineup.contains(json.dumps(actor.handle), autoescape=True),
-                lineup.contains(json.dumps("@" + actor.handle), autoescape=True),
-            ),
-        )
-        .order_by(Event.starts_at, Event.id)
-        .limit(12)
-    )
-    event_rows = list((await session.scalars(events)).unique().all())
-    return ArtistPage(actor, release_rows, track_rows, event_rows, mine)
 
 
 async def more_releases(
