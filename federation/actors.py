@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.context import NodeContext
 from node.keys import RSA_FILE, public_pem_of
 from node.models import Actor, ArtistProfile, utcnow
+from node.services.social import forget_actor
 
 from .errors import BadActivity
 from .sanitize import clean_html, clean_text
@@ -93,6 +94,23 @@ async def ensure_node_actor(ctx: NodeContext) -> Actor:
         actor.name = ctx.settings.node.name
         await s.flush()
         return actor
+
+
+async def forget_remote_actor(session: AsyncSession, actor: Actor) -> None:
+    """A remote actor is gone for good (their Delete, or a 410 from their inbox).
+
+    Deleted with one statement so the database's ON DELETE rules do the rest:
+    follows, profile, catalog copies, likes and comments go; plays stay counted
+    (their listener becomes NULL). The ORM's own delete would try to blank the
+    profile's primary key instead, and fail for every remote artist.
+    """
+    if actor.local:
+        raise BadActivity("a local actor is never forgotten this way")
+    await forget_actor(session, actor.id)
+    await session.execute(
+        delete(Actor).where(Actor.id == actor.id).execution_options(synchronize_session=False)
+    )
+    session.expunge(actor)
 
 
 async def upsert_remote_actor(

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from node.models import Actor, Announce, Comment, Event, Follow, Like, Release, Track
 from node.services import social
 
-from .actors import upsert_remote_actor
+from .actors import forget_remote_actor, upsert_remote_actor
 from .errors import BadActivity
 from .handlers import HANDLERS, Inbound
 from .objects import parse_time, upsert_remote_event, upsert_remote_release, upsert_remote_track
@@ -254,8 +254,7 @@ async def on_delete(inb: Inbound) -> str | None:
     if not uri:
         raise BadActivity("Delete without an object")
     if uri == inb.actor.uri:
-        await social.forget_actor(inb.session, inb.actor.id)
-        await inb.session.delete(inb.actor)
+        await forget_remote_actor(inb.session, inb.actor)
         return None
     if host_of(uri) != host_of(inb.actor.uri):
         raise BadActivity("an actor may only delete objects on its own host")

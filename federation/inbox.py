@@ -97,8 +97,18 @@ async def inbox_view(request: web.Request) -> web.Response:
         raise BadActivity("an activity needs id, type and actor")
     if actor_uri != verified.owner:
         raise Unauthorized("the signing key does not belong to the activity's actor")
-    if host_of(verified.key_id) != host_of(actor_uri) or host_of(activity_id) != host_of(actor_uri):
-        raise Unauthorized("the activity, its actor and the key must share one host")
+    if host_of(verified.key_id) != host_of(actor_uri):
+        raise Unauthorized("the signing key must be on its actor's host")
+    dedupe_id = activity_id
+    if host_of(activity_id) != host_of(actor_uri):
+        # Ids are deduplicated, so an id on another host could pre-empt that
+        # host's real activity: refuse, except for Accept and Reject, which
+        # Funkwhale ids as "<the Follow's id>/accept" on the follower's host
+        # (federation/serializers.py, AcceptFollowSerializer). Those are kept
+        # under a key only their signer can make, and name nothing we store.
+        if kind not in ("Accept", "Reject"):
+            raise Unauthorized("the activity, its actor and the key must share one host")
+        dedupe_id = f"{actor_uri} {activity_id}"
     if host_of(actor_uri) == ctx.domain.lower():
         raise Unauthorized("activities from our own actors do not come in through the inbox")
 
@@ -107,7 +117,7 @@ async def inbox_view(request: web.Request) -> web.Response:
     obj = activity.get("object")
     stored = await fed.intake.store(
         dict(
-            activity_id=activity_id[:1024],
+            activity_id=dedupe_id[:1024],
             type=kind[:64],
             object_type=(type_of(obj) or None) if isinstance(obj, dict) else None,
             actor_uri=actor_uri,

@@ -209,6 +209,18 @@ def document(obj: dict[str, Any]) -> dict[str, Any]:
 # ---- from ActivityPub -----------------------------------------------------------
 
 
+def genres_of(doc: dict[str, Any]) -> list[str]:
+    """Our `genres`, or else the Hashtags Funkwhale and Mastodon put in `tag`."""
+    names = [g for g in as_list(doc.get("genres")) if isinstance(g, str)]
+    if not names:
+        names = [
+            text_of(t.get("name"), 41).lstrip("#")
+            for t in as_list(doc.get("tag"))
+            if isinstance(t, dict) and type_of(t) == "Hashtag"
+        ]
+    return [g for g in (clean_text(n, 40) for n in names) if g][:10]
+
+
 def _check_origin(doc: dict[str, Any], actor: Actor) -> str:
     ident = id_of(doc)
     if not ident:
@@ -240,9 +252,7 @@ async def upsert_remote_track(
     track.duration_ms = parse_duration_ms(doc.get("duration"))
     isrc = text_of(doc.get("isrc"), 12).upper()
     track.isrc = isrc if re.fullmatch(r"[A-Z]{2}[A-Z0-9]{3}\d{7}", isrc) else None
-    track.genres = [clean_text(g, 40) for g in as_list(doc.get("genres")) if isinstance(g, str)][
-        :10
-    ]
+    track.genres = genres_of(doc)
     track.state = "ready"
     remote_audio = [
         {"href": id_of(u), "mediaType": u.get("mediaType")}
@@ -277,9 +287,7 @@ async def upsert_remote_release(
     release.description = clean_text(
         clean_html(text_of(doc.get("content"), 10_000)).replace("</p>", "\n\n"), 10_000
     )
-    release.genres = [clean_text(g, 40) for g in as_list(doc.get("genres")) if isinstance(g, str)][
-        :10
-    ]
+    release.genres = genres_of(doc)
     image = doc.get("image")
     release.cover_url = id_of(image.get("url")) if isinstance(image, dict) else None
     release.state = "published"

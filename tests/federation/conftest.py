@@ -271,6 +271,7 @@ class Received:
 
     path: str
     headers: dict[str, str]
+    body: bytes
     activity: dict[str, Any]
 
 
@@ -409,8 +410,8 @@ class FakeRemote:
         raise web.HTTPNotFound()
 
     async def _inbox(self, request: web.Request) -> web.Response:
-        activity = json.loads(await request.read())
-        self.received.append(Received(request.path, dict(request.headers), activity))
+        body = await request.read()
+        self.received.append(Received(request.path, dict(request.headers), body, json.loads(body)))
         return web.Response(status=self.inbox_status)
 
 
