@@ -15,26 +15,44 @@ twin with the same rule). Anonymous browsers are sent to
 `/login?next=...` (302 for a GET, 303 for a form POST); anonymous `.json`
 callers get 401 problem+json. Below the required role: 403.
 
-| route                                 | fan | artist | curator | admin |
-| ------------------------------------- | --- | ------ | ------- | ----- |
-| GET  /admin/  (redirects to dashboard)| 403 | 403    | yes     | yes   |
-| GET  /admin/dashboard                 | 403 | 403    | yes     | yes   |
-| GET  /admin/users                     | 403 | 403    | yes     | yes   |
-| GET  /admin/users/{username}          | 403 | 403    | yes     | yes   |
-| GET  /admin/audit                     | 403 | 403    | yes     | yes   |
-| GET  /admin/jobs                      | 403 | 403    | 403     | yes   |
-| POST /admin/users  (create)           | 403 | 403    | 403     | yes   |
-| POST /admin/users/{username}/role     | 403 | 403    | 403     | yes   |
-| POST /admin/users/{username}/disable  | 403 | 403    | 403     | yes   |
-| POST /admin/users/{username}/enable   | 403 | 403    | 403     | yes   |
-| POST /admin/jobs/{id}/retry           | 403 | 403    | 403     | yes   |
-| GET  /admin/static/admin.css          | anyone (the stylesheet)               |
+| route                                                     | fan | artist | curator | admin |
+| --------------------------------------------------------- | --- | ------ | ------- | ----- |
+| GET  /admin/  (redirects to dashboard)                    | 403 | 403    | yes     | yes   |
+| GET  /admin/dashboard                                     | 403 | 403    | yes     | yes   |
+| GET  /admin/users                                         | 403 | 403    | yes     | yes   |
+| GET  /admin/users/{username}                              | 403 | 403    | yes     | yes   |
+| GET  /admin/audit                                         | 403 | 403    | yes     | yes   |
+| GET  /admin/jobs                                          | 403 | 403    | 403     | yes   |
+| POST /admin/users  (create)                               | 403 | 403    | 403     | yes   |
+| POST /admin/users/{username}/role                         | 403 | 403    | 403     | yes   |
+| POST /admin/users/{username}/disable                      | 403 | 403    | 403     | yes   |
+| POST /admin/users/{username}/enable                       | 403 | 403    | 403     | yes   |
+| POST /admin/jobs/{id}/retry                               | 403 | 403    | 403     | yes   |
+| GET  /admin/federation/instances                          | 403 | 403    | yes     | yes   |
+| GET  /admin/federation/instances/{host}                   | 403 | 403    | yes     | yes   |
+| GET  /admin/federation/deliveries                         | 403 | 403    | yes     | yes   |
+| GET  /admin/federation/inbound                            | 403 | 403    | yes     | yes   |
+| GET  /admin/federation/inbound/{id}                       | 403 | 403    | yes     | yes   |
+| POST /admin/federation/instances  (a policy for any host) | 403 | 403    | 403     | yes   |
+| POST /admin/federation/instances/{host}/policy            | 403 | 403    | 403     | yes   |
+| POST /admin/federation/instances/{host}/circuit           | 403 | 403    | 403     | yes   |
+| POST /admin/federation/instances/{host}/retry             | 403 | 403    | 403     | yes   |
+| POST /admin/federation/deliveries/{id}/retry              | 403 | 403    | 403     | yes   |
+| GET  /admin/reports                                       | 403 | 403    | yes     | yes   |
+| GET  /admin/reports/{id}                                  | 403 | 403    | yes     | yes   |
+| POST /admin/reports/{id}/resolve                          | 403 | 403    | yes     | yes   |
+| POST /admin/reports/{id}/dismiss                          | 403 | 403    | yes     | yes   |
+| GET  /admin/static/admin.css                              | anyone (the stylesheet) |
 
 Why: curators moderate what the node shows, so they see the people on it
 and the record of what admins did; changing who holds power (roles,
 disabling, new accounts) and operating the machinery (jobs) is the admin's.
 Curators see queue health on the dashboard but not job payloads and errors,
-and not email addresses. The node never loses its last active admin.
+and not email addresses. Federation is public by nature: curators see the
+instances, the delivery queue and the inbound log (raw payloads included),
+and handle reports; whom the node federates with (instance policy, circuits)
+and retrying deliveries are the admin's. The node never loses its last
+active admin.
 `tests/admin/test_role_matrix.py` holds the same table and fails when a
 route is added without an entry; `docs/admin.md` documents it for people.
 """
@@ -45,7 +63,14 @@ from aiohttp import web
 
 from node.errors import NodeError
 
-from . import audit, dashboard, jobs, users  # noqa: F401 - each module declares its pages
+from . import (  # noqa: F401 - each module declares its pages
+    audit,
+    dashboard,
+    federation,
+    jobs,
+    reports,
+    users,
+)
 from .console import CONSOLE, Section, View, authorize
 from .render import CONSOLE_KEY, JINJA, ROUTER, STATIC, make_environment, render_error, url_for
 

@@ -24,6 +24,8 @@ ADMIN_JSON = {"anonymous": 401, "fan": 403, "artist": 403, "curator": 403, "admi
 ADMIN_FORM = {"anonymous": 303, "fan": 403, "artist": 403, "curator": 403, "admin": 303}
 ADMIN_POST = {"anonymous": 401, "fan": 403, "artist": 403, "curator": 403, "admin": 200}
 ADMIN_CREATE = {**ADMIN_POST, "admin": 201}
+STAFF_FORM = {"anonymous": 303, "fan": 403, "artist": 403, "curator": 303, "admin": 303}
+STAFF_POST = {"anonymous": 401, "fan": 403, "artist": 403, "curator": 200, "admin": 200}
 FRONT = {"anonymous": 302, "fan": 403, "artist": 403, "curator": 302, "admin": 302}
 PUBLIC = dict.fromkeys(CALLERS, 200)
 
@@ -49,6 +51,34 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/admin/users/{username}/enable.json"): ADMIN_POST,
     ("POST", "/admin/jobs/{id}/retry"): ADMIN_FORM,
     ("POST", "/admin/jobs/{id}/retry.json"): ADMIN_POST,
+    ("GET", "/admin/federation/instances"): STAFF_PAGE,
+    ("GET", "/admin/federation/instances.json"): STAFF_JSON,
+    ("GET", "/admin/federation/instances/{host}"): STAFF_PAGE,
+    ("GET", "/admin/federation/instances/{host}.json"): STAFF_JSON,
+    ("GET", "/admin/federation/deliveries"): STAFF_PAGE,
+    ("GET", "/admin/federation/deliveries.json"): STAFF_JSON,
+    ("GET", "/admin/federation/inbound"): STAFF_PAGE,
+    ("GET", "/admin/federation/inbound.json"): STAFF_JSON,
+    ("GET", "/admin/federation/inbound/{id}"): STAFF_PAGE,
+    ("GET", "/admin/federation/inbound/{id}.json"): STAFF_JSON,
+    ("POST", "/admin/federation/instances"): ADMIN_FORM,
+    ("POST", "/admin/federation/instances.json"): ADMIN_CREATE,
+    ("POST", "/admin/federation/instances/{host}/policy"): ADMIN_FORM,
+    ("POST", "/admin/federation/instances/{host}/policy.json"): ADMIN_POST,
+    ("POST", "/admin/federation/instances/{host}/circuit"): ADMIN_FORM,
+    ("POST", "/admin/federation/instances/{host}/circuit.json"): ADMIN_POST,
+    ("POST", "/admin/federation/instances/{host}/retry"): ADMIN_FORM,
+    ("POST", "/admin/federation/instances/{host}/retry.json"): ADMIN_POST,
+    ("POST", "/admin/federation/deliveries/{id}/retry"): ADMIN_FORM,
+    ("POST", "/admin/federation/deliveries/{id}/retry.json"): ADMIN_POST,
+    ("GET", "/admin/reports"): STAFF_PAGE,
+    ("GET", "/admin/reports.json"): STAFF_JSON,
+    ("GET", "/admin/reports/{id}"): STAFF_PAGE,
+    ("GET", "/admin/reports/{id}.json"): STAFF_JSON,
+    ("POST", "/admin/reports/{id}/resolve"): STAFF_FORM,
+    ("POST", "/admin/reports/{id}/resolve.json"): STAFF_POST,
+    ("POST", "/admin/reports/{id}/dismiss"): STAFF_FORM,
+    ("POST", "/admin/reports/{id}/dismiss.json"): STAFF_POST,
     ("GET", "/admin/static"): PUBLIC,
 }
 
@@ -58,6 +88,10 @@ BODIES = {
     "/disable": {"reason": "matrix"},
     "/enable": {},
     "/retry": {},
+    "/policy": {"policy": "limit", "reason": "matrix"},
+    "/circuit": {},
+    "/resolve": {"note": "matrix"},
+    "/dismiss": {},
 }
 
 
@@ -113,17 +147,61 @@ async def callers(node, browser):
     return {role: await browser.session(f"m_{role}") for role in CALLERS[1:]}
 
 
+MATRIX_HOST = "matrix.example"
+
+
+async def fresh_id(node, canonical: str, dead_jobs) -> int:
+    """The id a `{id}` route acts on: a dead job, a dead delivery, an inbound
+    activity or an open report, made for this one request."""
+    from federation.models import InboxItem
+    from node.models import Job, Report, new_uuid
+
+    if canonical.startswith("/admin/jobs/"):
+        return await dead_jobs()
+    uri = f"https://{MATRIX_HOST}/{new_uuid()}"
+    async with node.ctx.db.transaction() as s:
+        if canonical.startswith("/admin/federation/deliveries/"):
+            row = Job(
+                kind="federation.deliver",
+                payload={"item": 1, "inbox": f"https://{MATRIX_HOST}/inbox"},
+                state="dead",
+                last_error="HTTP 503",
+            )
+        elif canonical.startswith("/admin/federation/inbound/"):
+            actor = f"https://{MATRIX_HOST}/actor"
+            row = InboxItem(
+                activity_id=uri,
+                type="Like",
+                actor_uri=actor,
+                host=MATRIX_HOST,
+                key_id=actor + "#main-key",
+                payload={"id": uri, "type": "Like"},
+                state="failed",
+                error="matrix",
+            )
+        else:
+            row = Report(uri=uri, reporter_uri=f"https://{MATRIX_HOST}/actor", target_uris=[uri])
+        s.add(row)
+        await s.flush()
+        return row.id
+
+
 async def test_every_route_answers_every_caller_as_the_matrix_says(
     node, browser, callers, dead_jobs
 ):
+    from federation.models import Instance
+
+    async with node.ctx.db.transaction() as s:
+        s.add(Instance(host=MATRIX_HOST, policy="default", consecutive_failures=5))
     counter = itertools.count()
     failures = []
     for (method, canonical), expected in sorted(MATRIX.items()):
         for caller in CALLERS:
             is_json = canonical.endswith(".json")
-            path = canonical.replace("{username}", "m_target")
+            path = canonical.replace("{username}", "m_target").replace("{host}", MATRIX_HOST)
             if "{id}" in path:
-                path = path.replace("{id}", str(await dead_jobs()))
+                # A fresh object per request: an action may close what it acts on.
+                path = path.replace("{id}", str(await fresh_id(node, canonical, dead_jobs)))
             if canonical == "/admin/static":
                 path = "/admin/static/admin.css"
             headers: dict[str, str] = {}
@@ -142,7 +220,9 @@ async def test_every_route_answers_every_caller_as_the_matrix_says(
                     ),
                     None,
                 )
-                if body is None:  # create an account
+                if body is None and "/federation/" in path:  # a policy for a new host
+                    body = {"host": f"made{next(counter)}.example", "policy": "block"}
+                elif body is None:  # create an account
                     body = {"username": f"made_{next(counter)}", "password": "long enough secret"}
                 if is_json:
                     kwargs["json"] = body
