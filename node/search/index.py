@@ -89,7 +89,7 @@ def _fields(doc: dict[str, Any]) -> dict[str, Any]:
     """A document dict (documents.py) as whoosh fields; None values are left out."""
     genres = list(doc.get("genres") or [])
     date = doc.get("date")
-    date = int(date.timestamp()) if isinstance(date, datetime) else 0
+    date = int(date.timestamp() * 1000) if isinstance(date, datetime) else 0  # ms
     fields = {
         "uri": doc["uri"],
         "doc": doc["doc"],
