@@ -12,6 +12,7 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from federation.appkeys import FEDERATION
@@ -524,6 +525,41 @@ async def test_410_gone_from_a_personal_inbox_forgets_the_remote_actor(
     assert kept is not None
     assert await count(brooklyn, Follow) == 1
     assert all(j.state == "done" for j in await deliveries(brooklyn, "Create"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="delivery.py's _forget_inbox_owner deletes through the ORM, which tries to blank "
+    "the remote artist's profile key; it should call federation.actors.forget_remote_actor",
+)
+async def test_410_gone_forgets_a_remote_artist_with_a_profile_too(
+    network, api, eventually, remote
+):
+    (brooklyn,) = await network(1)
+    await brooklyn.user("jay", "artist")
+    fake = await remote("funkwhale", shared_inbox=False)
+    bob = fake.add_actor("bob", genres=["dub"], borough="Queens")  # an artist: he has a profile
+    status, _ = await fake.post(
+        brooklyn.base_url + "/inbox",
+        {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": f"{bob.uri}#follows/1",
+            "type": "Follow",
+            "actor": bob.uri,
+            "object": brooklyn.ctx.urls.actor("jay"),
+        },
+        signer=bob,
+    )
+    assert status == 202
+    await eventually(lambda: _both_accepted(fake))
+    fake.inbox_status = 410
+    await publish(api, brooklyn, "jay", "Nobody Home")
+
+    async def bob_forgotten():
+        async with brooklyn.ctx.db.read_session() as s:
+            return await s.scalar(select(Actor).where(Actor.uri == bob.uri)) is None
+
+    await eventually(bob_forgotten, timeout=3)
 
 
 async def _both_accepted(*fakes) -> bool:
