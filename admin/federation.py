@@ -418,12 +418,13 @@ async def _set_policy(
     new_reason = reason if reason or policy != inst.policy else inst.policy_reason
     if (policy, new_reason) == (inst.policy, inst.policy_reason):
         return False
+    # Only what changed, so the audit log reads "policy: default -> block".
     before = {"policy": inst.policy, "policy_reason": inst.policy_reason}
+    after = {"policy": policy, "policy_reason": new_reason}
+    for key in [k for k in before if before[k] == after[k]]:
+        del before[key], after[key]
     inst.policy, inst.policy_reason = policy, new_reason
-    details: dict[str, Any] = {
-        "before": before,
-        "after": {"policy": policy, "policy_reason": new_reason},
-    }
+    details: dict[str, Any] = {"before": before, "after": after}
     if reason:
         details["reason"] = reason
     await record(session, view, "instance.policy", _target(inst.host), details)
@@ -489,7 +490,7 @@ async def add_instance(view: View) -> Done:
             inst = await get_instance(s, host)
             assert inst is not None
             inst.policy, inst.policy_reason = policy, reason
-            after = {"policy": policy, "policy_reason": reason}
+            after = {"policy": policy, **({"policy_reason": reason} if reason else {})}
             await record(s, view, "instance.add", _target(host), {"after": after})
             changed = True
         else:

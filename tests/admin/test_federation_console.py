@@ -189,7 +189,19 @@ async def test_an_admin_blocks_a_host_the_node_has_never_seen(node, browser):
     assert body["created"] is True and body["instance"]["host"] == "evil.example:8443"
     assert not await host_allowed(node.ctx, "evil.example:8443")
     audit = await get(node, "/admin/audit.json", "ana", target="instance:evil.example:8443")
-    assert [e["action"] for e in audit["entries"]] == ["instance.add"]
+    (entry,) = audit["entries"]
+    assert entry["action"] == "instance.add"
+    assert entry["details"]["after"] == {"policy": "block", "policy_reason": "known spammer"}
+
+    # Its page answers at the address the console links to (the colon escaped) and as typed.
+    for path in (
+        "/admin/federation/instances/evil.example%3A8443",
+        "/admin/federation/instances/evil.example:8443",
+    ):
+        body = await get(node, path + ".json", "ana")
+        assert body["instance"]["policy_reason"] == "known spammer"
+    listing = await (await node.client.get("/admin/federation/instances")).text()
+    assert 'href="/admin/federation/instances/evil.example%3A8443"' in listing
 
     # The same call for a known host changes its policy (200, not 201).
     r = await node.client.post(
@@ -437,6 +449,11 @@ async def test_a_dead_delivery_is_retried(node, browser):
     # A blocked host's dead letters stay dead: retrying them would only kill them again.
     await instance(node, "spam.example", policy="block")
     spam = await delivery(node, "spam.example", error="spam.example is blocked by instance policy")
+    page = await (await node.client.get("/admin/federation/deliveries")).text()
+    assert f"deliveries/{spam}/retry" not in page and "instances/spam.example/retry" not in page
+    assert "not retried while the policy refuses it" in page
+    page = await (await node.client.get("/admin/federation/instances/spam.example")).text()
+    assert "/retry" not in page and "not retried while the policy refuses" in page
     for path in (
         f"/admin/federation/deliveries/{spam}/retry.json",
         "/admin/federation/instances/spam.example/retry.json",
