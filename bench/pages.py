@@ -444,6 +444,9 @@ async def main_async(quick: bool) -> dict[str, Any]:
         "ratio": round(ratio, 3),
         "ratio_target": 0.25,
         "ratio_ok": ratio >= 0.25,
+        # The same ratio from server CPU per request: it does not depend on the
+        # load generator keeping up (a bare handler can outrun one Python client).
+        "ratio_by_server_cpu": round(bare_cpu / artist_cpu, 3) if artist_cpu and bare_cpu else None,
         "artist": {**artist.summary(), "server_cpu_ms_per_request": artist_cpu},
         "bare": {**anchor.summary(), "server_cpu_ms_per_request": bare_cpu},
         "concurrency": concurrency,
