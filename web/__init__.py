@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.appkeys import HTML_ERROR
+from node.appkeys import CTX, HTML_ERROR
 
-from . import accounts, cache, objects, pages, search
+from . import accounts, artist_page, cache, objects, pages, search
 from .errors import html_error
 from .render import ENV, STATIC, build_environment
 
@@ -37,3 +37,4 @@ def setup(app: web.Application) -> None:
     app[ENV] = build_environment(app)
     app[HTML_ERROR] = html_error
     cache.install(app)
+    app[artist_page.ARTIST_PAGES] = artist_page.ArtistPages(app[CTX])

@@ -58,6 +58,7 @@ def _cover_template(title: str, subtitle: str) -> str:
     c2 = f"hsl({h2} 80% {l2}%)"
     ink = f"hsl({(h1 + 180) % 360} 100% 88%)"
     shapes: list[str] = []
+    defs: list[str] = []
     if variant == 0:  # grooves: a record seen from above
         cx, cy = 150 + b[6] % 80 - 40, 120 + b[7] % 60 - 30
         for i, r in enumerate(range(130, 10, -14)):
@@ -66,18 +67,21 @@ def _cover_template(title: str, subtitle: str) -> str:
                 f'stroke-opacity="{0.10 + (i % 3) * 0.08:.2f}" stroke-width="{1 + i % 3}"/>'
             )
         shapes.append(f'<circle cx="{cx}" cy="{cy}" r="18" fill="{ink}" fill-opacity=".85"/>')
-    elif variant == 1:  # stripes
+    elif variant == 1:  # stripes: one <pattern>, not dozens of shapes
         step = 18 + b[6] % 18
         angle = [-35, 35, 60, -60][b[7] % 4]
-        stripes = "".join(
-            f'<rect x="{x}" y="-150" width="{step // 2}" height="600" fill="{ink}" fill-opacity=".16"/>'
-            for x in range(-150, 450, step)
+        defs.append(
+            f'<pattern id="{_ID}p" width="{step}" height="{step}" patternUnits="userSpaceOnUse" '
+            f'patternTransform="rotate({angle})"><rect width="{step // 2}" height="{step}" '
+            f'fill="{ink}" fill-opacity=".16"/></pattern>'
         )
-        shapes.append(f'<g transform="rotate({angle} 150 150)">{stripes}</g>')
+        shapes.append(f'<rect width="300" height="300" fill="url(#{_ID}p)"/>')
     elif variant == 2:  # a sun over a dot grid
-        for x in range(18, 300, 24):
-            for y in range(18, 300, 24):
-                shapes.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{ink}" fill-opacity=".22"/>')
+        defs.append(
+            f'<pattern id="{_ID}p" x="6" y="6" width="24" height="24" patternUnits="userSpaceOnUse">'
+            f'<circle cx="12" cy="12" r="2" fill="{ink}" fill-opacity=".22"/></pattern>'
+        )
+        shapes.append(f'<rect width="300" height="300" fill="url(#{_ID}p)"/>')
         r = 60 + b[6] % 50
         shapes.append(
             f'<circle cx="{90 + b[7] % 120}" cy="{80 + b[8] % 70}" r="{r}" fill="{ink}" fill-opacity=".9"/>'
@@ -109,7 +113,8 @@ def _cover_template(title: str, subtitle: str) -> str:
         f'<defs><linearGradient id="{_ID}" x1="0" y1="0" x2="1" y2="1">'
         f'<stop offset="0" stop-color="{c1}"/><stop offset="1" stop-color="{c2}"/></linearGradient>'
         f'<linearGradient id="{_ID}s" x1="0" y1="0" x2="0" y2="1"><stop offset=".55" stop-color="#000" '
-        f'stop-opacity="0"/><stop offset="1" stop-color="#000" stop-opacity=".55"/></linearGradient></defs>'
+        f'stop-opacity="0"/><stop offset="1" stop-color="#000" stop-opacity=".55"/></linearGradient>'
+        f"{''.join(defs)}</defs>"
         f'<rect width="300" height="300" fill="url(#{_ID})"/>{"".join(shapes)}'
         f'<rect width="300" height="300" fill="url(#{_ID}s)"/>'
         f'<text x="20" y="{top}" fill="#fff" font-size="24" font-weight="800" '

@@ -4,23 +4,32 @@ An artist's page is what gets shared and linked, so it takes the bursts
 (and is what `bench.pages` measures). Compared with the ORM reads elsewhere
 in `web.queries` it:
 
-- builds its four statements once, at import, with bind parameters, so a
-  request pays neither for building a statement nor for its cache key;
-- selects only the columns the page shows, as plain rows (no identity map,
-  no private keys or raw JSON documents dragged along with each artist);
-- runs them on the read session's connection (Core rows, one round trip each).
+- builds its statements once, at import, with bind parameters, so a request
+  pays neither for building a statement nor for its cache key;
+- selects only the columns the page shows, as plain rows on the read
+  session's connection (no identity map, no private keys or raw documents);
+- reads the pages of many artists at once: `ArtistPages` gathers the
+  requests that arrive while a read is under way and answers them all with
+  the next one (the DataLoader pattern). Under a burst of first visits the
+  fixed cost of a read (a transaction and five statements) is shared
+  instead of paid per page; a lone visitor waits for nobody.
 
 The views are small frozen dataclasses the template reads like the models.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import Select, Text, bindparam, case, cast, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.context import NodeContext
 from node.errors import NotFound
@@ -103,7 +112,9 @@ class ArtistPage:
 
 # ---- the statements, built once --------------------------------------------
 
-_ARTIST = (
+_IDS = bindparam("ids", expanding=True)
+
+_ARTISTS = (
     select(
         Actor.id,
         Actor.handle,
@@ -118,9 +129,10 @@ _ARTIST = (
         ArtistProfile.location,
     )
     .outerjoin(ArtistProfile, ArtistProfile.actor_id == Actor.id)
+    # (handle, domain) is unique; pairs are matched exactly in Python.
     .where(
-        Actor.handle == bindparam("handle"),
-        Actor.domain == bindparam("domain"),
+        Actor.handle.in_(bindparam("handles", expanding=True)),
+        Actor.domain.in_(bindparam("domains", expanding=True)),
         Actor.is_artist.is_(True),
     )
 )
@@ -134,12 +146,30 @@ _RELEASE_COLUMNS = (
     Release.state,
     Release.cover_url,
 )
-# Visitors: published only, newest first (ix_releases_artist_published).
-_PUBLIC_RELEASES = (
-    select(*_RELEASE_COLUMNS)
-    .where(Release.artist_id == bindparam("artist_id"), Release.state == "published")
-    .order_by(Release.published_at.desc(), Release.id.desc())
-    .limit(RELEASES_SHOWN)
+
+
+def _top(inner: Select, limit: int) -> Select:
+    sub = inner.subquery()
+    return (
+        select(*[c for c in sub.c if c.key != "rn"])
+        .where(sub.c.rn <= limit)
+        .order_by(sub.c.owner, sub.c.rn)
+    )
+
+
+# Visitors: each artist's newest published releases (ix_releases_artist_published).
+_PUBLIC_RELEASES = _top(
+    select(
+        Release.artist_id.label("owner"),
+        *_RELEASE_COLUMNS,
+        func.row_number()
+        .over(
+            partition_by=Release.artist_id,
+            order_by=(Release.published_at.desc(), Release.id.desc()),
+        )
+        .label("rn"),
+    ).where(Release.artist_id.in_(_IDS), Release.state == "published"),
+    RELEASES_SHOWN,
 )
 # The artist and curators: drafts too, newest first by publication or creation.
 _ALL_RELEASES = (
@@ -149,59 +179,78 @@ _ALL_RELEASES = (
     .limit(RELEASES_SHOWN)
 )
 
-_TRACK_PUBLIC = case(
+_TRACK_IS_PUBLIC = case(
     (Track.release_id.is_(None), Track.state == "ready"), else_=Release.state == "published"
 )
-_TRACKS = (
+_TRACK_COLUMNS = (
+    Track.uuid,
+    Track.title,
+    Track.duration_ms,
+    Release.title.label("release_title"),
+    _TRACK_IS_PUBLIC.label("public"),
+)
+_PUBLIC_TRACKS = _top(
     select(
-        Track.uuid,
-        Track.title,
-        Track.duration_ms,
-        Release.title.label("release_title"),
-        _TRACK_PUBLIC.label("public"),
+        Track.artist_id.label("owner"),
+        *_TRACK_COLUMNS,
+        func.row_number()
+        .over(partition_by=Track.artist_id, order_by=(Track.created_at.desc(), Track.id.desc()))
+        .label("rn"),
     )
+    .outerjoin(Release, Release.id == Track.release_id)
+    .where(
+        Track.artist_id.in_(_IDS),
+        or_(Release.state == "published", (Track.release_id.is_(None)) & (Track.state == "ready")),
+    ),
+    TRACKS_SHOWN,
+)
+_ALL_TRACKS = (
+    select(*_TRACK_COLUMNS)
     .outerjoin(Release, Release.id == Track.release_id)
     .where(Track.artist_id == bindparam("artist_id"))
     .order_by(Track.created_at.desc(), Track.id.desc())
     .limit(TRACKS_SHOWN)
 )
-_PUBLIC_TRACKS = _TRACKS.where(
-    or_(Release.state == "published", (Track.release_id.is_(None)) & (Track.state == "ready"))
-)
 
-_EVENTS = (
+_EVENT_COLUMNS = (
+    Event.organizer_id,
+    Event.uuid,
+    Event.title,
+    Event.starts_at,
+    Event.state,
+    Event.price_amount,
+    Event.price_currency,
+    Event.lineup,
+    Venue.name.label("venue_name"),
+    Venue.borough.label("venue_borough"),
+)
+_UPCOMING = (Event.state == "scheduled", Event.starts_at >= bindparam("since"))
+# Shows each artist organizes, soonest first.
+_ORGANIZED = _top(
     select(
-        Event.uuid,
-        Event.title,
-        Event.starts_at,
-        Event.state,
-        Event.price_amount,
-        Event.price_currency,
-        Event.lineup,
-        Venue.name.label("venue_name"),
-        Venue.borough.label("venue_borough"),
+        Event.organizer_id.label("owner"),
+        *_EVENT_COLUMNS,
+        func.row_number()
+        .over(partition_by=Event.organizer_id, order_by=(Event.starts_at, Event.id))
+        .label("rn"),
     )
     .outerjoin(Venue, Venue.id == Event.venue_id)
-    .order_by(Event.starts_at, Event.id)
-    .limit(EVENTS_SHOWN)
+    .where(Event.organizer_id.in_(_IDS), *_UPCOMING),
+    EVENTS_SHOWN,
 )
 
 
-def _events_statement() -> Select:
-    """Upcoming events the artist organizes or plays in (named in the lineup)."""
+@lru_cache(maxsize=128)
+def _named_in_lineup(n: int) -> Select:
+    """Shows whose lineup names one of `n` handles (patterns p0..pn-1), soonest first."""
     lineup = func.lower(cast(Event.lineup, Text))
-    return _EVENTS.where(
-        Event.state == "scheduled",
-        Event.starts_at >= bindparam("since"),
-        or_(
-            Event.organizer_id == bindparam("artist_id"),
-            lineup.like(bindparam("as_handle"), escape="/"),
-            lineup.like(bindparam("as_mention"), escape="/"),
-        ),
+    return (
+        select(*_EVENT_COLUMNS)
+        .outerjoin(Venue, Venue.id == Event.venue_id)
+        .where(*_UPCOMING, or_(*[lineup.like(bindparam(f"p{i}"), escape="/") for i in range(n)]))
+        .order_by(Event.starts_at, Event.id)
+        .limit(EVENTS_SHOWN * n)
     )
-
-
-_ARTIST_EVENTS = _events_statement()
 
 
 def _contains(value: str) -> str:
@@ -210,69 +259,190 @@ def _contains(value: str) -> str:
     return f"%{escaped}%"
 
 
-def _quoted(value: str) -> str:
-    # Lineup entries are JSON strings; a whole entry is the handle in quotes.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _quoted(handle: str) -> str:
+    # Lineup entries are JSON strings: a whole entry is the handle in quotes.
+    return json.dumps(handle)
 
 
-# ---- the read ---------------------------------------------------------------
+# ---- the reads ----------------------------------------------------------------
+
+Key = tuple[str, str]  # (handle, domain)
+
+
+def key_of(ctx: NodeContext, handle: str) -> Key:
+    name, _, domain = handle.lstrip("@").lower().partition("@")
+    return name, domain or ctx.domain
+
+
+def _event_row(e: Any) -> EventRow:
+    return EventRow(
+        e.uuid,
+        e.title,
+        e.starts_at,
+        e.state,
+        e.price_amount,
+        e.price_currency,
+        list(e.lineup or []),
+        VenueBrief(e.venue_name, e.venue_borough) if e.venue_name is not None else None,
+    )
+
+
+def _names(lineup: Any) -> set[str]:
+    return {x.lower().lstrip("@") for x in (lineup or []) if isinstance(x, str)}
+
+
+async def load_many(
+    conn: AsyncConnection, ctx: NodeContext, keys: list[Key]
+) -> dict[Key, ArtistPage]:
+    """The public pages (no drafts) of the artists in `keys`, in five statements.
+
+    Artists that do not exist are left out of the answer.
+    """
+    rows = await conn.execute(
+        _ARTISTS,
+        {"handles": sorted({h for h, _ in keys}), "domains": sorted({d for _, d in keys})},
+    )
+    wanted = set(keys)
+    artists: dict[int, ArtistView] = {}
+    for row in rows:
+        if (row.handle, row.domain) in wanted:
+            artists[row.id] = ArtistView(
+                id=row.id,
+                handle=row.handle,
+                domain=row.domain,
+                name=row.name or row.handle,
+                summary=row.summary or "",
+                avatar_url=row.avatar_url,
+                local=row.local,
+                borough=row.borough,
+                genres=[g for g in (row.genres or []) if isinstance(g, str)],
+                links=[link for link in (row.links or []) if isinstance(link, str)],
+                location=row.location,
+            )
+    if not artists:
+        return {}
+    ids = {"ids": list(artists)}
+    releases: dict[int, list[ReleaseCard]] = defaultdict(list)
+    for r in await conn.execute(_PUBLIC_RELEASES, ids):
+        releases[r.owner].append(ReleaseCard(*r[1:], artist=artists[r.owner]))
+    tracks: dict[int, list[TrackRow]] = defaultdict(list)
+    for t in await conn.execute(_PUBLIC_TRACKS, ids):
+        tracks[t.owner].append(
+            TrackRow(t.uuid, t.title, t.duration_ms, t.release_title, bool(t.public))
+        )
+
+    since = utcnow() - STILL_ON
+    events: dict[int, dict[str, tuple[datetime, str, EventRow]]] = defaultdict(dict)
+    for e in await conn.execute(_ORGANIZED, {**ids, "since": since}):
+        events[e.organizer_id][e.uuid] = (e.starts_at, e.uuid, _event_row(e))
+    by_handle = {a.handle: a.id for a in artists.values()}
+    patterns = {}
+    for i, handle in enumerate(sorted(by_handle)):
+        patterns[f"p{2 * i}"] = _contains(_quoted(handle))
+        patterns[f"p{2 * i + 1}"] = _contains(_quoted("@" + handle))
+    for e in await conn.execute(_named_in_lineup(len(patterns)), {**patterns, "since": since}):
+        for name in _names(e.lineup) & by_handle.keys():
+            events[by_handle[name]].setdefault(e.uuid, (e.starts_at, e.uuid, _event_row(e)))
+
+    pages = {}
+    for artist_id, artist in artists.items():
+        shows = [row for _, _, row in sorted(events[artist_id].values(), key=lambda x: x[:2])]
+        pages[(artist.handle, artist.domain)] = ArtistPage(
+            artist, releases[artist_id], tracks[artist_id], shows[:EVENTS_SHOWN], False
+        )
+    return pages
 
 
 async def load(
     session: AsyncSession, ctx: NodeContext, handle: str, account: Account | None
 ) -> ArtistPage:
-    """One artist's page: the artist, releases, tracks and upcoming shows.
-
-    Drafts are included only for the artist and curators (`can_see`); the
-    template marks them.
-    """
-    # Core execution on the session's connection: these are plain rows, and the
-    # ORM's per-statement machinery would cost more than the queries.
+    """One artist's page as `account` sees it: drafts too for the artist and curators."""
     conn = await session.connection()
-    name, _, domain = handle.lstrip("@").lower().partition("@")
-    row = (await conn.execute(_ARTIST, {"handle": name, "domain": domain or ctx.domain})).first()
-    if row is None:
+    key = key_of(ctx, handle)
+    page = (await load_many(conn, ctx, [key])).get(key)
+    if page is None:
         raise NotFound(f"There is no artist @{handle} here.")
-    artist = ArtistView(
-        id=row.id,
-        handle=row.handle,
-        domain=row.domain,
-        name=row.name or row.handle,
-        summary=row.summary or "",
-        avatar_url=row.avatar_url,
-        local=row.local,
-        borough=row.borough,
-        genres=[g for g in (row.genres or []) if isinstance(g, str)],
-        links=[link for link in (row.links or []) if isinstance(link, str)],
-        location=row.location,
-    )
-    mine = can_see(account, artist.id)
-    by_artist = {"artist_id": artist.id}
-    releases = [
-        ReleaseCard(*r, artist=artist)
-        for r in await conn.execute(_ALL_RELEASES if mine else _PUBLIC_RELEASES, by_artist)
-    ]
+    return await with_drafts(conn, page, account)
+
+
+async def with_drafts(
+    conn: AsyncConnection, page: ArtistPage, account: Account | None
+) -> ArtistPage:
+    """`page`, with drafts, when `account` may see them (`can_see`); else `page` itself."""
+    if not can_see(account, page.artist.id):
+        return page
+    own = {"artist_id": page.artist.id}
+    releases = [ReleaseCard(*r, artist=page.artist) for r in await conn.execute(_ALL_RELEASES, own)]
     tracks = [
         TrackRow(t.uuid, t.title, t.duration_ms, t.release_title, bool(t.public))
-        for t in await conn.execute(_TRACKS if mine else _PUBLIC_TRACKS, by_artist)
+        for t in await conn.execute(_ALL_TRACKS, own)
     ]
-    params = {
-        **by_artist,
-        "since": utcnow() - STILL_ON,
-        "as_handle": _contains(_quoted(artist.handle)),
-        "as_mention": _contains(_quoted("@" + artist.handle)),
-    }
-    events = [
-        EventRow(
-            e.uuid,
-            e.title,
-            e.starts_at,
-            e.state,
-            e.price_amount,
-            e.price_currency,
-            list(e.lineup or []),
-            VenueBrief(e.venue_name, e.venue_borough) if e.venue_name is not None else None,
-        )
-        for e in await conn.execute(_ARTIST_EVENTS, params)
-    ]
-    return ArtistPage(artist, releases, tracks, events, mine)
+    return ArtistPage(page.artist, releases, tracks, page.events, True)
+
+
+class ArtistPages:
+    """Reads public artist pages, many at a time (see the module docstring).
+
+    At most one read is under way; requests that arrive meanwhile wait for
+    the next one, which takes up to `MAX_BATCH` artists. Each waiter gets its
+    page, or `NotFound`, or the read's error.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self._waiting: dict[Key, list[asyncio.Future]] = {}
+        self._busy = False
+        self._tasks: set[asyncio.Task] = set()
+        self.reads = 0  # database reads made, for tests and curiosity
+
+    async def get(self, handle: str) -> ArtistPage:
+        key = key_of(self.ctx, handle)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.setdefault(key, []).append(future)
+        if not self._busy:
+            self._busy = True
+            # Next turn of the loop: requests already parsed in this one join the batch.
+            loop.call_soon(self._start)
+        return await future
+
+    def _start(self) -> None:
+        keys = list(self._waiting)[: self.MAX_BATCH]
+        batch = {k: self._waiting.pop(k) for k in keys}
+        task = asyncio.ensure_future(self._read(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if self._waiting:
+            asyncio.get_running_loop().call_soon(self._start)
+        else:
+            self._busy = False
+
+    async def _read(self, batch: dict[Key, list[asyncio.Future]]) -> None:
+        self.reads += 1
+        try:
+            async with self.ctx.db.read_session() as s:
+                pages = await load_many(await s.connection(), self.ctx, list(batch))
+        except Exception as e:  # noqa: BLE001 - handed to every waiter, which re-raises it
+            for futures in batch.values():
+                for f in futures:
+                    if not f.done():
+                        f.set_exception(e)
+            return
+        for (handle, domain), futures in batch.items():
+            page = pages.get((handle, domain))
+            for f in futures:
+                if f.done():  # the visitor left
+                    continue
+                if page is None:
+                    shown = handle if domain == self.ctx.domain else f"{handle}@{domain}"
+                    f.set_exception(NotFound(f"There is no artist @{shown} here."))
+                else:
+                    f.set_result(page)
+
+
+ARTIST_PAGES: web.AppKey[ArtistPages] = web.AppKey("web_artist_pages", ArtistPages)

@@ -11,6 +11,7 @@ import unicodedata
 from datetime import UTC, date, datetime, tzinfo
 from urllib.parse import urlsplit
 
+import nh3
 from markupsafe import Markup, escape
 
 # ISO 4217 minor-unit exponents that are not 2; everything else has cents.
@@ -148,6 +149,45 @@ def paragraphs(text: str | None) -> Markup:
         lines = [escape(line) for line in block.split("\n")]
         parts.append(Markup("<p>") + Markup("<br>").join(lines) + Markup("</p>"))
     return Markup("\n").join(parts)
+
+
+# What HTML from another node may keep (DESIGN.md 10: sanitized before it is shown).
+REMOTE_TAGS = {
+    "p",
+    "br",
+    "a",
+    "span",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "code",
+    "pre",
+}
+
+
+def remote_html(value: str | None) -> Markup:
+    """HTML that came from another node (bios, descriptions), cleaned with nh3 on the way out."""
+    if not value or not value.strip():
+        return Markup("")
+    return Markup(
+        nh3.clean(
+            value[:20_000],
+            tags=REMOTE_TAGS,
+            attributes={"a": {"href", "title"}},
+            url_schemes={"http", "https", "mailto"},
+            link_rel="nofollow noopener noreferrer ugc",
+        )
+    )
+
+
+def rich_text(value: str | None, local: bool = True) -> Markup:
+    """Local texts are plain text written here; remote ones arrive as (sanitized) HTML."""
+    return paragraphs(value) if local else remote_html(value)
 
 
 def initials(name: str) -> str:

@@ -31,8 +31,11 @@ def _uuid(request: web.Request) -> str:
 @cached_for_anonymous
 async def artist(request: web.Request) -> web.StreamResponse:
     ctx = request.config_dict[CTX]
-    async with ctx.db.read_session() as s:
-        page = await artist_page.load(s, ctx, request.match_info["handle"], request.get(ACCOUNT))
+    account = request.get(ACCOUNT)
+    page = await request.config_dict[artist_page.ARTIST_PAGES].get(request.match_info["handle"])
+    if account is not None and catalog.can_see(account, page.artist.id):
+        async with ctx.db.read_session() as s:
+            page = await artist_page.with_drafts(await s.connection(), page, account)
     return render(
         request,
         "artist.html",

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager, raiseload
 
 from node.context import NodeContext
-from node.errors import NotFound
 from node.models import Actor, ArtistProfile, Event, Release, Track, Venue, utcnow
 
 # An event stays "upcoming" until a few hours after it starts (as in node.services.gigs).
@@ -25,20 +24,6 @@ STILL_ON = timedelta(hours=6)
 def _split_handle(ctx: NodeContext, handle: str) -> tuple[str, str]:
     name, _, domain = handle.lstrip("@").lower().partition("@")
     return name, domain or ctx.domain
-
-
-async def artist(session: AsyncSession, ctx: NodeContext, handle: str) -> Actor:
-    """One artist with its profile, in one query (local `jay` or remote `jay@host`)."""
-    name, domain = _split_handle(ctx, handle)
-    actor = await session.scalar(
-        select(Actor)
-        .outerjoin(ArtistProfile, ArtistProfile.actor_id == Actor.id)
-        .options(contains_eager(Actor.profile))
-        .where(Actor.handle == name, Actor.domain == domain, Actor.is_artist.is_(True))
-    )
-    if actor is None:
-        raise NotFound(f"There is no artist @{handle} here.")
-    return actor
 
 
 def _release_cards():

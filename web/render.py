@@ -8,6 +8,7 @@ and the security headers, so no handler can forget them.
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from yarl import URL
 
 from node.appkeys import ACCOUNT, CTX, SESSION_SECRET
@@ -26,6 +28,7 @@ HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 ENV: web.AppKey[Environment] = web.AppKey("web_env", Environment)
+_PLAIN = re.compile(r"[A-Za-z0-9_.~@:-]+")
 
 # Everything is served from this origin; inline SVG needs no inline styles.
 CSP = (
@@ -76,13 +79,22 @@ def build_environment(app: web.Application) -> Environment:
     router = app.router
     versions = _asset_versions()
 
-    @lru_cache(maxsize=8192)
-    def _path(name: str, parts: tuple[tuple[str, str], ...]) -> str:
-        # url_for quotes and builds a yarl URL: worth doing once per distinct link.
-        return str(router[name].url_for(**dict(parts)))
+    @lru_cache(maxsize=512)
+    def _formatter(name: str) -> str | None:
+        # "/releases/{uuid}": the route's own pattern, for filling in plain values.
+        info = router[name].get_info()
+        return info.get("formatter") or info.get("path")
+
+    def _path(name: str, parts: dict[str, Any]) -> str:
+        formatter = _formatter(name)
+        values = {k: str(v) for k, v in parts.items()}
+        if formatter is not None and all(_PLAIN.match(v) for v in values.values()):
+            # UUIDs, handles and slugs need no quoting: skip url_for's yarl round trip.
+            return formatter.format_map(values)
+        return str(router[name].url_for(**values))
 
     def url(name: str, query: dict[str, Any] | None = None, **parts: Any) -> str:
-        path = _path(name, tuple(sorted((k, str(v)) for k, v in parts.items())))
+        path = _path(name, parts)
         if query:
             kept = {k: v for k, v in query.items() if v not in (None, "")}
             if kept:
@@ -95,9 +107,23 @@ def build_environment(app: web.Application) -> Environment:
         version = versions.get(path)
         return str(target.with_query(v=version)) if version else str(target)
 
+    fixed_parts: dict[str, Markup] = {}
+
+    def fixed(template: str) -> Markup:
+        """A part of the layout that is the same for everyone (nav, footer), rendered once."""
+        part = fixed_parts.get(template)
+        if part is None:
+            part = fixed_parts[template] = Markup(env.get_template(template).render())
+        return part
+
     boroughs = [{"name": b, "slug": formatting.slugify(b)} for b in settings.node.boroughs]
+    node = settings.node  # settings are fixed for the life of the app
     env.globals.update(
+        node_name=node.name,
+        node_description=node.description,
+        open_registration=node.open_registration,
         url=url,
+        fixed=fixed,
         static=static,
         cover=art.cover_svg,
         avatar=art.avatar_svg,
@@ -117,6 +143,7 @@ def build_environment(app: web.Application) -> Environment:
         money=formatting.money,
         year=formatting.year,
         paragraphs=formatting.paragraphs,
+        rich=formatting.rich_text,
         when=lambda start, end=None: formatting.when(start, end, zone),
         day=lambda dt: formatting.day_label(dt, zone),
         time=lambda dt: formatting.time_label(dt, zone),
@@ -128,7 +155,6 @@ def build_environment(app: web.Application) -> Environment:
 
 def page_context(request: web.Request) -> dict[str, Any]:
     """What the base layout needs on every page."""
-    settings = request.config_dict[CTX].settings
     account = request.get(ACCOUNT)
     return {
         "request_path": request.path_qs,
@@ -136,9 +162,6 @@ def page_context(request: web.Request) -> dict[str, Any]:
         "signed_in": account is not None,
         "csrf_token": lambda: csrf.form_token(request),
         "session_csrf": csrf.form_token(request) if request.get(SESSION_SECRET) else "",
-        "node_name": settings.node.name,
-        "node_description": settings.node.description,
-        "open_registration": settings.node.open_registration,
         "search_query": request.query.get("q", "") if request.path == "/search" else "",
     }
 

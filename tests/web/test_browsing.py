@@ -229,3 +229,54 @@ async def test_an_anonymous_page_is_cached_until_the_catalog_changes(node, seed)
     await seed.release(node, "ana", "Ditmars Blvd", [("N Train", 200_000)])
     assert "Ditmars Blvd" in await page(node, "/@ana")
     assert "Ditmars Blvd" in await page(node, "/")
+
+
+async def test_a_remote_artist_known_here_has_a_page_with_their_bio_sanitized(node):
+    from node.models import Actor, ArtistProfile
+
+    async with node.ctx.db.transaction() as s:
+        actor = Actor(
+            uri="https://queens.example/actors/lou",
+            handle="lou",
+            domain="queens.example",
+            kind="Person",
+            local=False,
+            is_artist=True,
+            name="Lou from Queens",
+            summary='<p>Jazz <b>trio</b></p><script>alert(1)</script><a href="javascript:x()">x</a>',
+        )
+        s.add(actor)
+        await s.flush()
+        s.add(ArtistProfile(actor_id=actor.id, borough="Queens", genres=["jazz"], links=[]))
+    html = await page(node, "/@lou@queens.example")
+    assert "Lou from Queens" in html and "on queens.example" in html
+    assert "<p>Jazz <b>trio</b></p>" in html
+    assert "<script>alert" not in html and "javascript:x" not in html
+    await page(node, "/@lou", status=404)  # not a local artist
+
+
+async def test_many_first_visits_at_once_are_each_answered_with_their_own_page(node, seed):
+    import asyncio
+
+    from web.artist_page import ARTIST_PAGES
+
+    await seed.scene(node)
+    for i in range(12):
+        await node.user(f"band{i:02d}", "artist", name=f"Band Number {i}")
+    await seed.release(node, "band03", "Third Record", [("Three", 3000)])
+    await seed.event(node, "band05", "Fifth Show", None, lineup=["band07", "@jay"])
+    handles = [f"band{i:02d}" for i in range(12)] + ["jay", "ana", "ghost", "jay@elsewhere.example"]
+    reads = node.app[ARTIST_PAGES].reads
+    responses = await asyncio.gather(*(node.client.get(f"/@{h}") for h in handles))
+    pages = {h: (r.status, await r.text()) for h, r in zip(handles, responses, strict=True)}
+    assert pages["ghost"][0] == 404 and "no artist @ghost" in pages["ghost"][1]
+    assert pages["jay@elsewhere.example"][0] == 404
+    for i in range(12):
+        status, html = pages[f"band{i:02d}"]
+        assert status == 200 and f"Band Number {i}</h1>" in html
+        assert ("Third Record" in html) == (i == 3)
+        assert ("Fifth Show" in html) == (i in (5, 7))
+    assert "Fifth Show" in pages["jay"][1] and "Kings County" in pages["jay"][1]
+    assert "Roosevelt Nights" in pages["ana"][1] and "Kings County</h3>" not in pages["ana"][1]
+    assert not node.app[ARTIST_PAGES]._waiting  # nobody left behind
+    assert node.app[ARTIST_PAGES].reads - reads < len(handles)  # visits shared reads

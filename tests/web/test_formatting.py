@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -115,7 +116,8 @@ def test_generated_covers_are_stable_distinct_and_escaped():
     b = art.cover_svg("Queens Nights", "Ana")
     strip = lambda svg: str(svg).split("<defs>")[1].split('id="')[0]  # noqa: E731
     assert strip(a1) == strip(a2) and str(a1) != str(b)
-    assert 'id="c' in str(a1) and str(a1).count('id="') == 2  # unique ids per use
+    ids1, ids2 = re.findall(r'id="([^"]+)"', str(a1)), re.findall(r'id="([^"]+)"', str(a2))
+    assert ids1 and not set(ids1) & set(ids2)  # each use has ids of its own
     hostile = str(art.cover_svg('<script>alert("x")</script>', "</text><b>"))
     assert "<script>" not in hostile and "</text><b>" not in hostile
     assert "&lt;SCRIPT&gt;" in hostile
@@ -128,3 +130,15 @@ def test_initials():
     assert formatting.initials("Jay Fulton") == "JF"
     assert formatting.initials("St. George Ferry Band") == "SG"
     assert formatting.initials("") == "?"
+
+
+def test_text_from_other_nodes_is_sanitized_html_and_local_text_is_escaped():
+    hostile = (
+        '<p>Hi <a href="javascript:x()" onclick="y()">me</a><script>z()</script><img src=x></p>'
+    )
+    remote = str(formatting.rich_text(hostile, local=False))
+    assert "<p>Hi" in remote and "<script" not in remote and "onclick" not in remote
+    assert "javascript:" not in remote and "<img" not in remote
+    safe = str(formatting.rich_text('<a href="https://ok.example">ok</a>', local=False))
+    assert 'href="https://ok.example"' in safe and "nofollow" in safe
+    assert "&lt;p&gt;" in str(formatting.rich_text("<p>plain</p>", local=True))
