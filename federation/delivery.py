@@ -19,8 +19,8 @@ from sqlalchemy import select
 from node.context import NodeContext
 from node.jobs import PermanentFailure, RetryLater
 from node.models import Actor, Job, utcnow
-from node.services.social import forget_actor
 
+from .actors import forget_remote_actor
 from .appkeys import Federation
 from .errors import FetchFailed
 from .models import OutboxItem
@@ -105,5 +105,4 @@ async def _forget_inbox_owner(ctx: NodeContext, inbox: str) -> None:
         )
         if actor is not None:
             log.info("remote actor gone", extra={"actor": actor.uri})
-            await forget_actor(s, actor.id)
-            await s.delete(actor)
+            await forget_remote_actor(s, actor)

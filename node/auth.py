@@ -4,6 +4,7 @@ authentication and authorization decisions live here, in one place.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -33,6 +34,16 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+# argon2 is slow on purpose (tens to hundreds of ms): never on the event loop,
+# or one sign-in would stall every other request of the node.
+async def hash_password_async(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_password_async(password_hash: str, password: str) -> bool:
+    return await asyncio.to_thread(verify_password, password_hash, password)
 
 
 def hash_token(secret: str) -> str:
@@ -175,12 +186,12 @@ async def authenticate(
     keys = [f"user:{username}"] + ([f"ip:{client_ip}"] if client_ip else [])
     await check_login_rate(session, keys, limit, window_seconds)
     account = await session.scalar(select(Account).where(Account.username == username))
-    ok = verify_password(account.password_hash if account else _DUMMY_HASH, password)
+    ok = await verify_password_async(account.password_hash if account else _DUMMY_HASH, password)
     if not ok or account is None or account.disabled:
         await record_login_failure(session, keys, window_seconds)
         raise Unauthorized("wrong username or password")
     if _hasher.check_needs_rehash(account.password_hash):
-        account.password_hash = hash_password(password)
+        account.password_hash = await hash_password_async(password)
     account.last_login_at = utcnow()
     return account
 

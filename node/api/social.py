@@ -186,7 +186,6 @@ async def get_feed(call: Call):
         for item in items:
             obj = item["object"]
             if item["kind"] == "release":
-                await s.refresh(obj, ["tracks"])
                 body = release_json(obj)
             else:
                 body = event_json(obj)

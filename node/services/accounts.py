@@ -115,7 +115,7 @@ async def create_account(
         actor_id=actor.id,
         username=username,
         email=email,
-        password_hash=auth.hash_password(password),
+        password_hash=await auth.hash_password_async(password),
         role=role,
     )
     session.add(account)
@@ -185,10 +185,10 @@ async def set_disabled(session: AsyncSession, account: Account, disabled: bool) 
 
 
 async def change_password(session: AsyncSession, account: Account, old: str, new: str) -> None:
-    if not auth.verify_password(account.password_hash, old):
+    if not await auth.verify_password_async(account.password_hash, old):
         raise Unauthorized("the current password is wrong")
     if len(new) < MIN_PASSWORD:
         raise ValidationFailed(
             [{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}]
         )
-    account.password_hash = auth.hash_password(new)
+    account.password_hash = await auth.hash_password_async(new)

@@ -12,7 +12,6 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from federation.appkeys import FEDERATION
@@ -527,11 +526,6 @@ async def test_410_gone_from_a_personal_inbox_forgets_the_remote_actor(
     assert all(j.state == "done" for j in await deliveries(brooklyn, "Create"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delivery.py's _forget_inbox_owner deletes through the ORM, which tries to blank "
-    "the remote artist's profile key; it should call federation.actors.forget_remote_actor",
-)
 async def test_410_gone_forgets_a_remote_artist_with_a_profile_too(
     network, api, eventually, remote
 ):
