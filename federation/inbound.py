@@ -159,11 +159,20 @@ async def _embedded_or_fetched(inb: Inbound, obj) -> dict | None:
     return await inb.directory.client.get_json(uri)
 
 
+async def _announce_locally(inb: Inbound, kind: str, row) -> None:
+    """Tell this node's own subscribers (search) that a remote object changed.
+
+    The outbox ignores remote objects, so nothing is sent back out.
+    """
+    await inb.ctx.bus.emit(inb.session, f"{kind}.updated", **{f"{kind}_id": row.id}, uri=row.uri)
+
+
 @HANDLERS.on("Create", "Album")
 @HANDLERS.on("Update", "Album")
 async def on_album(inb: Inbound) -> str | None:
     doc = await _embedded_or_fetched(inb, _object(inb))
-    await upsert_remote_release(inb.ctx, inb.session, doc, inb.actor)
+    release = await upsert_remote_release(inb.ctx, inb.session, doc, inb.actor)
+    await _announce_locally(inb, "release", release)
     return None
 
 
@@ -171,7 +180,8 @@ async def on_album(inb: Inbound) -> str | None:
 @HANDLERS.on("Update", "Audio")
 async def on_audio(inb: Inbound) -> str | None:
     doc = await _embedded_or_fetched(inb, _object(inb))
-    await upsert_remote_track(inb.ctx, inb.session, doc, inb.actor)
+    track = await upsert_remote_track(inb.ctx, inb.session, doc, inb.actor)
+    await _announce_locally(inb, "track", track)
     inb.actor.is_artist = True
     return None
 
@@ -180,7 +190,8 @@ async def on_audio(inb: Inbound) -> str | None:
 @HANDLERS.on("Update", "Event")
 async def on_event(inb: Inbound) -> str | None:
     doc = await _embedded_or_fetched(inb, _object(inb))
-    await upsert_remote_event(inb.ctx, inb.session, doc, inb.actor)
+    event = await upsert_remote_event(inb.ctx, inb.session, doc, inb.actor)
+    await _announce_locally(inb, "event", event)
     return None
 
 
@@ -194,7 +205,8 @@ async def on_note(inb: Inbound) -> str | None:
     if note.get("release") is not None:
         release = await _embedded_or_fetched(inb, note["release"])
         if release is not None and type_of(release) == "Album":
-            await upsert_remote_release(inb.ctx, inb.session, release, inb.actor)
+            row = await upsert_remote_release(inb.ctx, inb.session, release, inb.actor)
+            await _announce_locally(inb, "release", row)
             return None
     target = id_of(note.get("inReplyTo"))
     if not target:
@@ -238,7 +250,8 @@ async def on_actor_update(inb: Inbound) -> str | None:
     if id_of(obj) != inb.actor.uri:
         raise BadActivity("actors update only themselves")
     doc = obj if isinstance(obj, dict) else await inb.directory.client.get_json(inb.actor.uri)
-    await upsert_remote_actor(inb.ctx, inb.session, doc, inb.actor.uri)
+    actor = await upsert_remote_actor(inb.ctx, inb.session, doc, inb.actor.uri)
+    await inb.ctx.bus.emit(inb.session, "actor.updated", actor_id=actor.id, uri=actor.uri)
     return None
 
 
@@ -267,7 +280,12 @@ async def on_delete(inb: Inbound) -> str | None:
             select(model).where(model.uri == uri, owner == inb.actor.id, model.local.is_(False))
         )
         if row is not None:
+            kind = {Release: "release", Track: "track", Event: "event"}[model]
             await inb.session.delete(row)
+            await inb.session.flush()
+            await inb.ctx.bus.emit(
+                inb.session, f"{kind}.deleted", uri=uri, was_public=True, owner_uri=inb.actor.uri
+            )
             return None
     comment = await inb.session.scalar(
         select(Comment).where(Comment.uri == uri, Comment.actor_id == inb.actor.id)
