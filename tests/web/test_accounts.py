@@ -243,3 +243,26 @@ async def test_closed_registration(node_with):
         "/signup", data={"csrf_token": token, "username": "maya", "password": "long enough pw"}
     )
     assert r.status == 403
+
+
+async def test_odd_form_bodies_are_refused_cleanly(node):
+    token = await form_token(node.client, "/login")
+    r = await node.client.post(
+        "/login",
+        data=b"csrf_token=" + token.encode() + b"&username=\xff\xfe",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status == 400 and "could not be read" in await r.text()
+    r = await node.client.post(
+        "/login",
+        data="x=" + "a" * 70_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status == 413
+    r = await node.client.post("/login", json={"username": "x"})
+    assert r.status == 403  # not a form: no token
+    many = "&".join(f"f{i}=1" for i in range(100))
+    r = await node.client.post(
+        "/login", data=many, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status == 400
