@@ -52,6 +52,8 @@ from node.services.catalog import can_see
 RELEASES_SHOWN = 48
 TRACKS_SHOWN = 10
 EVENTS_SHOWN = 12
+# A read takes up to BATCH_SIZES[-1] artists; its statements are built for these sizes.
+BATCH_SIZES = (1, 4, 16, 64)
 # An event stays "upcoming" until a few hours after it starts (as in node.services.gigs).
 STILL_ON = timedelta(hours=6)
 
@@ -254,7 +256,7 @@ def _organized(artist: BindParameter) -> Select:
     )
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=len(BATCH_SIZES))
 def _statements(n: int) -> tuple[CompoundSelect, CompoundSelect, CompoundSelect, Select]:
     """The statements for a read of n artists, built once per n."""
     return (
@@ -352,14 +354,16 @@ async def load_many(
     if not artists:
         return {}
     ids = list(artists)
-    by_artist = {f"a{i}": artist_id for i, artist_id in enumerate(ids)}
-    handles = sorted(artists[i].handle for i in ids)
-    patterns = {}
-    for i, handle in enumerate(handles):
+    # Statements come in a few sizes (compiling one is dear); spare places get an
+    # id no artist has and a pattern nothing matches.
+    size = next(b for b in BATCH_SIZES if b >= len(ids))
+    by_artist = {f"a{i}": ids[i] if i < len(ids) else 0 for i in range(size)}
+    patterns = {f"p{i}": "" for i in range(2 * size)}
+    for i, handle in enumerate(sorted(artists[i].handle for i in ids)):
         patterns[f"p{2 * i}"] = _contains(_quoted(handle))
         patterns[f"p{2 * i + 1}"] = _contains(_quoted("@" + handle))
     since = utcnow() - STILL_ON
-    releases_of, tracks_of, organized_by, named_in = _statements(len(ids))
+    releases_of, tracks_of, organized_by, named_in = _statements(size)
 
     releases: dict[int, list[ReleaseCard]] = defaultdict(list)
     for r in await conn.execute(releases_of, by_artist):
@@ -421,7 +425,7 @@ class ArtistPages:
     page, or `NotFound`, or the read's error.
     """
 
-    MAX_BATCH = 64
+    MAX_BATCH = BATCH_SIZES[-1]
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
