@@ -7,12 +7,15 @@ lot. Seeding goes through the domain services (never raw SQL), so it
 exercises the same events and jobs as a real artist would, and the search
 index is built by each node's own worker.
 
-Seeding is a list of named steps. `NODE_STEPS` run on each node in turn;
-`NETWORK_STEPS` run once every node is up and seeded, for what spans nodes
-(fans following across nodes, plays, a venue device, a live session, a
-royalty close: later issues add those there). Every step draws from its own
+Seeding is a list of named steps. `NODE_STEPS` run on each node (the nodes
+side by side); `NETWORK_STEPS` (across.py) run once every node is up and
+seeded, for what spans nodes, over real HTTP and signed ActivityPub: fans
+follow artists on the other nodes, a new release crosses over to them, and
+their plays of it are reported to its origin (a venue device, a live session
+and a royalty close will join them). Every step draws from its own
 `random.Random` seeded by node and step name, so the demo is the same on
-every run and adding a step does not reshuffle the others.
+every run and adding a step does not reshuffle the others; the steps across
+nodes are idempotent, so re-running them over the same `--data` adds nothing.
 """
 
 from .run import DemoError, run_demo

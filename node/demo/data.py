@@ -520,3 +520,39 @@ def node_specs(n: int) -> list[NodeSpec]:
 
 
 MAX_NODES = len(SPECS) + len(EXTRA_NODES)
+
+
+def release_title(rng: random.Random) -> str:
+    """A made-up release or track title, drawn from `rng`."""
+    pattern = rng.randrange(6)
+    adj, noun = rng.choice(ADJ), rng.choice(NOUN)
+    return (
+        f"{adj} {noun}",
+        f"The {noun}",
+        f"{noun} at {rng.randint(1, 4)} A.M.",
+        f"{adj} {noun}, Pt. {rng.randint(2, 3)}",
+        f"Take the {rng.choice('ABCDFGJLMNQRZ1234567')} Train",
+        f"{noun} ({adj} Version)",
+    )[pattern]
+
+
+# ---- who does what across the nodes ----------------------------------------
+
+
+def node_fans(spec: NodeSpec) -> list[tuple[str, str]]:
+    """The node's two fans, (handle, name): the same every run."""
+    return random.Random(f"{SEED}:{spec.key}:fans").sample(FANS, 2)
+
+
+def headliner(spec: NodeSpec) -> ArtistSpec:
+    """The node's artist whose new release crosses over to the fans on other nodes."""
+    return random.Random(f"{SEED}:{spec.key}:crossover").choice(spec.artists)
+
+
+def follow_picks(home: NodeSpec, fan: str, other: NodeSpec) -> list[ArtistSpec]:
+    """The two or three artists on `other` that `fan` (of `home`) follows: the
+    headliner, so that every fan sees a release cross over, and one or two more."""
+    rng = random.Random(f"{SEED}:follows:{home.key}:{fan}:{other.key}")
+    top = headliner(other)
+    rest = [a for a in other.artists if a != top]
+    return [top, *rng.sample(rest, rng.randint(min(1, len(rest)), min(2, len(rest))))]

@@ -18,17 +18,10 @@ from typing import TextIO
 import aiohttp
 from aiohttp import web
 
-from ..errors import NodeError
-from .data import MAX_NODES, NodeSpec, node_specs
-from .seed import ADMIN, DEMO_PASSWORD, DemoNetwork, DemoNode, seed
-
-
-class DemoError(NodeError):
-    """The demo could not start (a port in use, a data folder from another run)."""
-
-    status = 500
-    type_slug = "demo"
-    title = "Demo failed"
+from .across import banner_token
+from .data import MAX_NODES, NodeSpec, follow_picks, node_fans, node_specs
+from .model import ADMIN, DEMO_PASSWORD, DemoError, DemoNetwork, DemoNode
+from .seed import seed
 
 
 def _demo_environ() -> dict[str, str]:
@@ -130,9 +123,47 @@ async def wait_for_search(
 
 
 async def _count(http: aiohttp.ClientSession, url: str) -> int:
+    """This node's own items in a listing (remote releases that crossed over are listed too)."""
     async with http.get(url, params={"limit": "100"}) as r:
         r.raise_for_status()
-        return len((await r.json())["items"])
+        return sum(1 for item in (await r.json())["items"] if item.get("local", True))
+
+
+async def federation_counts(node: DemoNode) -> dict[str, int]:
+    """What crossed between this node and the others, from its database:
+    follows out (its fans of remote artists) and in (remote fans of its
+    artists), remote releases it knows, plays of remote tracks its fans made
+    (each reported to the track's node) and remote plays of its tracks."""
+    from sqlalchemy import func, select
+
+    from ..models import Actor, Follow, Play, Release, Track
+
+    local = select(Actor.id).where(Actor.local.is_(True))
+    remote = select(Actor.id).where(Actor.local.is_(False))
+    queries = {
+        "follows_out": select(func.count())
+        .select_from(Follow)
+        .where(
+            Follow.state == "accepted", Follow.follower_id.in_(local), Follow.target_id.in_(remote)
+        ),
+        "follows_in": select(func.count())
+        .select_from(Follow)
+        .where(
+            Follow.state == "accepted", Follow.follower_id.in_(remote), Follow.target_id.in_(local)
+        ),
+        "releases_in": select(func.count())
+        .select_from(Release)
+        .where(Release.local.is_(False), Release.state == "published"),
+        "plays_out": select(func.count())
+        .select_from(Play)
+        .where(
+            Play.origin == "local",
+            Play.track_id.in_(select(Track.id).where(Track.local.is_(False))),
+        ),
+        "plays_in": select(func.count()).select_from(Play).where(Play.origin == "remote"),
+    }
+    async with node.ctx.db.read_session() as s:
+        return {name: await s.scalar(q) or 0 for name, q in queries.items()}
 
 
 async def _answers(http: aiohttp.ClientSession, url: str) -> bool:
@@ -161,6 +192,20 @@ async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO)
             f"  {node.spec.name:<{width}}  {node.url:<22}  "
             f"{counts[0]} artists, {counts[1]} releases, {counts[2]} upcoming events"
         )
+    if len(network.nodes) > 1:
+        keys = max(len(n.spec.key) for n in network.nodes)
+        lines += [
+            "",
+            "Across the nodes, over signed ActivityPub (out: from this node's fans; in: to this node):",
+            f"  {'':<{keys}}  {'follows':<16}  {'releases crossed over':<21}  plays reported to the track's node",
+        ]
+        for node in network.nodes:
+            c = await federation_counts(node)
+            follows = f"{c['follows_out']} out, {c['follows_in']} in"
+            plays = f"{c['plays_out']} out, {c['plays_in']} in"
+            lines.append(
+                f"  {node.spec.key:<{keys}}  {follows:<16}  {str(c['releases_in']) + ' in':<21}  {plays}"
+            )
     where = f"{network.data_dir} (removed at exit)" if network.temporary else str(network.data_dir)
     lines += [
         "",
@@ -189,14 +234,34 @@ async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO)
         f"  {'API reference':<16}{first.url}/api/v1/openapi.json",
         f"  {'a token':<16}curl -s -X POST {first.url}/api/v1/auth/token -H 'Content-Type: application/json' \\",
         f'  {"":<16}  -d \'{{"username": "{ADMIN}", "password": "{DEMO_PASSWORD}"}}\'',
+        f"  {'WebFinger':<16}{first.url}/.well-known/webfinger?resource=acct:{artist.handle}@{first.domain}",
+        f"  {'NodeInfo':<16}{first.url}/nodeinfo/2.1",
     ]
+    if len(network.nodes) > 1:
+        second = network.nodes[1]
+        fan = node_fans(first.spec)[0][0]
+        followed = {a.handle for a in follow_picks(first.spec, fan, second.spec)}
+        target = next(a for a in second.spec.artists if a.handle not in followed)
+        token = await banner_token(first, fan)
+        auth = '-H "Authorization: Bearer $TOKEN"'
+        lines += [
+            "",
+            f"As {fan}, a fan on {first.spec.key} who follows artists on the other nodes:",
+            f"  {'the token':<16}export TOKEN={token}",
+            f"  {'the feed':<16}curl -s {first.url}/api/v1/feed {auth}",
+            f"  {'follow across':<16}curl -s -X POST {first.url}/api/v1/follows {auth} \\",
+            f"  {'':<16}  -H 'Content-Type: application/json' "
+            f'-d \'{{"target": "@{target.handle}@{second.domain}"}}\'',
+        ]
     slow = [n.spec.name for n in network.nodes if not n.search_ready]
     if slow:
         lines += ["", f"Search is still indexing on {', '.join(slow)}; it fills in within moments."]
+    if network.notes:
+        lines += ["", "Federation is catching up (it delivers in the background):"]
+        lines += [f"  {note}" for note in network.notes]
     lines += [
         "",
-        "In progress (not in this demo yet): federation between the nodes, audio, plays,",
-        "venue devices, live sessions and royalties.",
+        "In progress (not in this demo yet): audio, venue devices, live sessions and royalties.",
         "",
     ]
     out.write("\n".join(lines) + "\n")
@@ -223,6 +288,16 @@ async def _wait_for_stop() -> None:
 # ---- the command -----------------------------------------------------------
 
 
+def _remove(root: Path) -> None:
+    """Remove the temporary folder; again if a last write (a search commit in its
+    thread) put something back while it was being removed."""
+    for _ in range(20):
+        shutil.rmtree(root, ignore_errors=True)
+        if not root.exists():
+            return
+        time.sleep(0.1)
+
+
 def _demo_root(data_dir: Path | None) -> Path:
     if data_dir is None:
         return Path(tempfile.mkdtemp(prefix="nycmg-demo-"))
@@ -236,6 +311,7 @@ async def run_demo(
     *,
     seed_only: bool = False,
     search_timeout: float = 20.0,
+    federation_timeout: float = 30.0,
     database_url_for: Callable[[Path], str | None] | None = None,
     out: TextIO | None = None,
     on_ready: Callable[[DemoNetwork], Awaitable[None]] | None = None,
@@ -244,7 +320,9 @@ async def run_demo(
     them, and serve until SIGINT/SIGTERM (or return at once with `seed_only`).
 
     `database_url_for(dir)` gives a node a database other than its SQLite file
-    (the tests use it for fresh PostgreSQL databases); `on_ready(network)` runs
+    (the tests use it for fresh PostgreSQL databases); `federation_timeout` is
+    how long each cross-node step waits for federation to deliver (what is
+    late is noted in the banner, not fatal); `on_ready(network)` runs
     once the banner is out, while the nodes still serve (the tests look at them
     over HTTP there). Returns the exit code.
     """
@@ -258,7 +336,9 @@ async def run_demo(
     _check_ports(ports)
     temporary = data_dir is None
     root = _demo_root(data_dir)
-    network = DemoNetwork(nodes=[], data_dir=root, temporary=temporary)
+    network = DemoNetwork(
+        nodes=[], data_dir=root, temporary=temporary, wait_seconds=federation_timeout
+    )
     try:
         out.write(f"starting {len(specs)} node{'s' if len(specs) > 1 else ''} in {root} ...\n")
         out.flush()
@@ -294,7 +374,7 @@ async def run_demo(
             else:
                 await node.ctx.db.dispose()
         if temporary:
-            shutil.rmtree(root, ignore_errors=True)
+            await asyncio.to_thread(_remove, root)
         if network.nodes and not seed_only:
             out.write("demo stopped.\n")
             out.flush()

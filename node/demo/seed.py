@@ -4,65 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import random
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from pathlib import Path
-from typing import Any
 
-from aiohttp import web
+from .across import follow_across, play_remote_tracks, publish_crossover
+from .data import ADJ, NOUN, node_fans, release_title
+from .model import (
+    ADMIN,
+    DEMO_PASSWORD,
+    DemoNetwork,
+    DemoNode,
+    NetworkStep,
+    NodeStep,
+    run_all,
+)
 
-from .data import ADJ, FANS, NOUN, SEED, NodeSpec
-
-DEMO_PASSWORD = "nycmg-demo"
-ADMIN = "demo_admin"
-
-
-# ---- running nodes ---------------------------------------------------------
-
-
-@dataclass
-class DemoNode:
-    """One running node: its spec, app, and what seeding made (for later steps)."""
-
-    spec: NodeSpec
-    port: int
-    app: web.Application
-    runner: web.AppRunner | None = None
-    accounts: dict[str, Any] = field(default_factory=dict)  # username -> Account
-    venues: list[Any] = field(default_factory=list)
-    releases: list[Any] = field(default_factory=list)
-    events: list[Any] = field(default_factory=list)
-    seeded: bool = False
-    search_ready: bool = False
-
-    @property
-    def ctx(self) -> Any:
-        from ..appkeys import CTX
-
-        return self.app[CTX]
-
-    @property
-    def url(self) -> str:
-        return self.ctx.settings.base_url
-
-    def rng(self, step: str) -> random.Random:
-        return random.Random(f"{SEED}:{self.spec.key}:{step}")
-
-    def artists(self) -> list[Any]:
-        return [a for a in self.accounts.values() if a.role == "artist"]
-
-
-@dataclass
-class DemoNetwork:
-    nodes: list[DemoNode]
-    data_dir: Path
-    temporary: bool
-
-
-NodeStep = Callable[[DemoNode], Awaitable[None]]
-NetworkStep = Callable[[DemoNetwork], Awaitable[None]]
+__all__ = [
+    "ADMIN",
+    "DEMO_PASSWORD",
+    "NETWORK_STEPS",
+    "NODE_STEPS",
+    "DemoNetwork",
+    "DemoNode",
+    "seed",
+]
 
 
 # ---- seeding steps: each node ----------------------------------------------
@@ -111,19 +77,6 @@ async def seed_artists(node: DemoNode) -> None:
         node.accounts[a.handle] = account
 
 
-def _title(rng: random.Random) -> str:
-    pattern = rng.randrange(6)
-    adj, noun = rng.choice(ADJ), rng.choice(NOUN)
-    return (
-        f"{adj} {noun}",
-        f"The {noun}",
-        f"{noun} at {rng.randint(1, 4)} A.M.",
-        f"{adj} {noun}, Pt. {rng.randint(2, 3)}",
-        f"Take the {rng.choice('ABCDFGJLMNQRZ1234567')} Train",
-        f"{noun} ({adj} Version)",
-    )[pattern]
-
-
 RELEASE_SHAPES = (("album", 6, 9), ("ep", 3, 5), ("single", 1, 2))
 
 
@@ -137,7 +90,7 @@ async def seed_releases(node: DemoNode) -> None:
         kinds = ["album", *rng.sample(["ep", "single", "single"], rng.randint(1, 2))]
         for kind in kinds:
             _, low, high = next(k for k in RELEASE_SHAPES if k[0] == kind)
-            titles = list(dict.fromkeys(_title(rng) for _ in range(rng.randint(low, high))))
+            titles = list(dict.fromkeys(release_title(rng) for _ in range(rng.randint(low, high))))
             long_form = any(
                 g in ("ambient", "jazz", "experimental", "chamber") for g in spec.genres
             )
@@ -161,7 +114,7 @@ async def seed_releases(node: DemoNode) -> None:
                     s,
                     account,
                     {
-                        "title": titles[0] if kind == "single" else _title(rng),
+                        "title": titles[0] if kind == "single" else release_title(rng),
                         "kind": kind,
                         "tracks": tracks,
                         "genres": list(spec.genres),
@@ -268,8 +221,7 @@ async def seed_fans(node: DemoNode) -> None:
     """A couple of listeners with accounts on this node (following comes later)."""
     from ..services.accounts import create_account
 
-    rng = node.rng("fans")
-    for handle, name in rng.sample(FANS, 2):
+    for handle, name in node_fans(node.spec):
         async with node.ctx.db.transaction() as s:
             node.accounts[handle] = await create_account(
                 node.ctx, s, handle, DEMO_PASSWORD, "fan", name=name
@@ -284,9 +236,15 @@ NODE_STEPS: list[tuple[str, NodeStep]] = [
     ("events", seed_events),
     ("fans", seed_fans),
 ]
-# Steps across nodes, run after every node is seeded: follows, plays, a venue
-# device, a live session and a royalty close will be added here.
-NETWORK_STEPS: list[tuple[str, NetworkStep]] = []
+# Steps across nodes, run once every node is seeded and serving. Each is
+# idempotent: a re-run over the same --data does not follow or play twice.
+# A venue device, a live session and a royalty close will join them.
+NETWORK_STEPS: list[tuple[str, NetworkStep]] = [
+    ("follows", follow_across),
+    ("crossover", publish_crossover),
+    ("plays", play_remote_tracks),
+]
+NETWORK_MARKER = "network.json"
 
 
 @contextlib.contextmanager
@@ -304,15 +262,38 @@ def _one_password_hash() -> Iterator[None]:
         auth.hash_password = real
 
 
+async def _seed_node(node: DemoNode) -> None:
+    for _name, step in NODE_STEPS:
+        await step(node)
+    node.seeded = True
+
+
+def _network_done(network: DemoNetwork) -> bool:
+    """True when an earlier run finished the cross-node steps for these nodes (or more)."""
+    try:
+        done = json.loads((network.data_dir / NETWORK_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(done, dict) and {n.spec.key for n in network.nodes} <= set(
+        done.get("nodes", [])
+    )
+
+
 async def seed(network: DemoNetwork) -> None:
-    """Run every step on the nodes not seeded yet. A reopened `--data` folder is
-    left as it was (its nodes keep what an earlier run, or a visitor, made)."""
+    """Run every step on the nodes not seeded yet, then the steps across nodes
+    unless an earlier run finished them for these nodes (they are idempotent,
+    so running them again after a stop half-way, or for a new node, adds only
+    what is missing). A reopened `--data` folder is otherwise left as it was:
+    its nodes keep what an earlier run, or a visitor, made."""
     fresh = [node for node in network.nodes if not node.seeded]
     with _one_password_hash():
-        for node in fresh:
-            for _name, step in NODE_STEPS:
-                await step(node)
-            node.seeded = True
-        if fresh:
-            for _name, step in NETWORK_STEPS:
-                await step(network)
+        await run_all([_seed_node(node) for node in fresh])
+    if len(network.nodes) < 2 or (not fresh and _network_done(network)):
+        return
+    for _name, step in NETWORK_STEPS:
+        await step(network)
+    if network.notes:  # something was late: check again next time
+        return
+    (network.data_dir / NETWORK_MARKER).write_text(
+        json.dumps({"nodes": sorted(n.spec.key for n in network.nodes)}) + "\n"
+    )

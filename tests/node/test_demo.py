@@ -16,16 +16,22 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from node.cli import main
-from node.demo import ADMIN, DEMO_PASSWORD, DemoError, run_demo
-from node.demo.data import node_specs
-from node.demo.seed import DemoNetwork
+from node.demo import ADMIN, DEMO_PASSWORD, NETWORK_STEPS, DemoError, run_demo
+from node.demo.data import follow_picks, headliner, node_fans, node_specs
+from node.demo.run import federation_counts
+from node.demo.seed import DemoNetwork, seed
+from node.models import Follow, Play, Release
 
 
 def free_base_port(n: int) -> int:
@@ -46,10 +52,65 @@ def free_base_port(n: int) -> int:
     raise RuntimeError("no run of free ports")
 
 
-async def _get(http: aiohttp.ClientSession, url: str, **params: str) -> dict:
-    async with http.get(url, params=params) as r:
+async def _get(http: aiohttp.ClientSession, url: str, token: str | None = None, **params: str):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.get(url, params=params, headers=headers) as r:
         assert r.status == 200, f"{url}: {r.status} {await r.text()}"
-        return await r.json()
+        return await r.json(content_type=None)
+
+
+async def _post(http: aiohttp.ClientSession, url: str, token: str, body: dict) -> tuple[int, dict]:
+    async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def _login(http: aiohttp.ClientSession, node, username: str) -> str:
+    async with http.post(
+        f"{node.url}/api/v1/auth/token", json={"username": username, "password": DEMO_PASSWORD}
+    ) as r:
+        assert r.status == 201, await r.text()
+        return (await r.json())["token"]
+
+
+async def _eventually(check, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await check()):
+        assert asyncio.get_running_loop().time() < deadline, f"{check.__name__} not met in time"
+        await asyncio.sleep(0.2)
+    return result
+
+
+async def _db_counts(network: DemoNetwork) -> dict[str, tuple[int, int, int]]:
+    """(follows, plays, releases) rows on each node, to see that a re-run adds none."""
+    counts = {}
+    for node in network.nodes:
+        async with node.ctx.db.read_session() as s:
+            counts[node.spec.key] = tuple(
+                [
+                    await s.scalar(sa.select(sa.func.count()).select_from(model))
+                    for model in (Follow, Play, Release)
+                ]
+            )
+    return counts
+
+
+async def _plays_of_tracks_on(network: DemoNetwork, origin) -> tuple[int, int]:
+    """(plays the other nodes' fans recorded of `origin`'s tracks, remote plays `origin` counted)."""
+    made = 0
+    for node in network.nodes:
+        if node is origin:
+            continue
+        async with node.ctx.db.read_session() as s:
+            made += await s.scalar(
+                sa.select(sa.func.count())
+                .select_from(Play)
+                .where(Play.origin == "local", Play.track_uri.like(f"{origin.url}/%"))
+            )
+    async with origin.ctx.db.read_session() as s:
+        counted = await s.scalar(
+            sa.select(sa.func.count()).select_from(Play).where(Play.origin == "remote")
+        )
+    return made, counted
 
 
 @pytest.mark.slow
@@ -84,6 +145,125 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
                     "me": me,
                 }
 
+    async def look_across(network: DemoNetwork) -> None:
+        """What crossed between the nodes, as a fan and a visitor see it over HTTP."""
+        assert not network.notes, network.notes  # every wait was met in time
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+            fans = {}
+            for node in network.nodes:
+                fan = node_fans(node.spec)[0][0]
+                token = await _login(http, node, fan)
+                fans[node.spec.key] = (fan, token)
+                # The fan follows two or three artists on each other node, all accepted.
+                follows = await _get(http, f"{node.url}/api/v1/follows", token)
+                others = [n for n in network.nodes if n is not node]
+                assert {f["target"]["acct"] for f in follows} == {
+                    f"{a.handle}@{other.domain}"
+                    for other in others
+                    for a in follow_picks(node.spec, fan, other.spec)
+                }
+                assert all(f["state"] == "accepted" for f in follows), follows
+                assert all(2 <= len(follow_picks(node.spec, fan, o.spec)) <= 3 for o in others)
+                # Each other node's new release crossed over into the fan's feed.
+                feed = (await _get(http, f"{node.url}/api/v1/feed", token, limit="100"))["items"]
+                releases = [i["release"] for i in feed if i["kind"] == "release"]
+                for other in others:
+                    top = f"{headliner(other.spec).handle}@{other.domain}"
+                    crossed = [r for r in releases if r["artist"]["acct"] == top]
+                    assert len(crossed) == 1, (node.spec.key, other.spec.key, releases)
+                    release = crossed[0]
+                    assert release["local"] is False and release["kind"] == "ep"
+                    assert release["uri"].startswith(f"{other.url}/releases/")
+                    assert len(release["tracks"]) >= 3
+                    assert all(t["uri"].startswith(f"{other.url}/") for t in release["tracks"])
+                # WebFinger finds the node's artists; NodeInfo describes it.
+                artist = node.spec.artists[0]
+                jrd = await _get(
+                    http,
+                    f"{node.url}/.well-known/webfinger",
+                    resource=f"acct:{artist.handle}@{node.domain}",
+                )
+                selves = [link["href"] for link in jrd["links"] if link.get("rel") == "self"]
+                listed = await _get(http, f"{node.url}/api/v1/artists/{artist.handle}")
+                assert selves == [listed["uri"]]
+                info = await _get(http, f"{node.url}/nodeinfo/2.1")
+                assert info["software"]["name"] == "nycmg"
+
+            # Every play of a remote track reached its origin and was counted once.
+            for node in network.nodes:
+                made, counted = await _plays_of_tracks_on(network, node)
+                assert made >= 4 and counted == made, (node.spec.key, made, counted)
+
+            # The banner's numbers are the nodes' own.
+            for node in network.nodes:
+                c = await federation_counts(node)
+                assert c["releases_in"] == len(network.nodes) - 1
+                assert c["follows_out"] >= 4 and c["follows_in"] >= 2 and c["plays_out"] >= 4
+                line = f"  {node.spec.key:<8}  {c['follows_out']} out, {c['follows_in']} in"
+                assert line in out.getvalue(), (line, out.getvalue())
+
+            # Running the cross-node steps again (a re-run over the same --data)
+            # neither follows, publishes nor plays anything twice.
+            before = await _db_counts(network)
+            for _name, step in NETWORK_STEPS:
+                await step(network)
+            assert not network.notes, network.notes
+            assert await _db_counts(network) == before
+
+            # A fresh play on Brooklyn of a Queens track is counted at Queens,
+            # which NodeInfo shows to anyone.
+            brooklyn, queens = network.nodes[0], network.nodes[1]
+            fan, token = fans["brooklyn"]
+            feed = (await _get(http, f"{brooklyn.url}/api/v1/feed", token, limit="100"))["items"]
+            track = next(
+                t
+                for i in feed
+                if i["kind"] == "release" and i["release"]["uri"].startswith(queens.url)
+                for t in i["release"]["tracks"]
+            )
+            info_url = f"{queens.url}/nodeinfo/2.1"
+            plays_before = (await _get(http, info_url))["metadata"]["library"]["plays"]
+            status, play = await _post(
+                http,
+                f"{brooklyn.url}/api/v1/plays",
+                token,
+                {
+                    "track": track["uri"],
+                    "started_at": datetime.now(UTC).isoformat(),
+                    "ms_listened": 61_000,
+                    "id": "test-play-0000001",
+                },
+            )
+            assert status == 201 and play["new"], play
+
+            async def counted_at_queens() -> bool:
+                info = await _get(http, info_url)
+                return info["metadata"]["library"]["plays"] == plays_before + 1
+
+            await _eventually(counted_at_queens)
+
+            # The banner's follow command works as printed: its token, its target.
+            text = out.getvalue()
+            banner_token = re.search(r"export TOKEN=(\S+)", text).group(1)
+            target = re.search(r'"target": "(@[^"]+)"', text).group(1)
+            assert target.endswith(f"@{queens.domain}")
+            status, follow = await _post(
+                http, f"{brooklyn.url}/api/v1/follows", banner_token, {"target": target}
+            )
+            assert status == 201 and follow["state"] == "pending", follow
+
+            async def accepted() -> bool:
+                follows = await _get(http, f"{brooklyn.url}/api/v1/follows", banner_token)
+                return any(
+                    f["target"]["acct"] == target[1:] and f["state"] == "accepted" for f in follows
+                )
+
+            await _eventually(accepted)
+
+    async def look(network: DemoNetwork) -> None:
+        await look_around(network)
+        await look_across(network)
+
     out = io.StringIO()
     base = free_base_port(3)
     code = await run_demo(
@@ -93,7 +273,7 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
         seed_only=True,
         database_url_for=databases.url_for,
         out=out,
-        on_ready=look_around,
+        on_ready=look,
     )
     assert code == 0
     assert list(seen) == ["brooklyn", "queens", "bronx"]
@@ -108,14 +288,21 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
             assert artist["borough"] == spec.borough
             assert artist["genres"] and artist["summary"] and artist["links"]
             assert artist["acct"].endswith(f"@127.0.0.1:{base + i}")
-        # Published releases of several kinds, each with timed tracks.
-        assert len(node["releases"]) >= 2 * len(spec.artists)
-        assert {r["kind"] for r in node["releases"]} >= {"album"}
+        # Published releases of several kinds, each with timed tracks; the
+        # other nodes' new releases are listed too (they crossed over).
+        own = [r for r in node["releases"] if r["local"]]
+        assert len(own) >= 2 * len(spec.artists)
+        assert {r["kind"] for r in own} >= {"album"}
         for release in node["releases"]:
             assert release["state"] == "published"
             assert release["tracks"]
             assert all(t["duration_ms"] > 60_000 for t in release["tracks"])
-        assert any(len(r["tracks"]) >= 6 for r in node["releases"])
+        assert any(len(r["tracks"]) >= 6 for r in own)
+        assert {r["artist"]["acct"] for r in node["releases"] if not r["local"]} == {
+            f"{headliner(other).handle}@127.0.0.1:{base + j}"
+            for j, other in enumerate(node_specs(3))
+            if j != i
+        }
         # Upcoming events at the borough's venues, with a lineup and a price in cents.
         assert len(node["events"]) >= 3
         for event in node["events"]:
@@ -136,7 +323,13 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
         assert seen[key]["url"] in banner
     assert f"{ADMIN} / {DEMO_PASSWORD}" in banner
     assert "/api/v1/search?q=" in banner
-    assert "In progress" in banner  # it does not pretend federation or royalties exist yet
+    assert "Across the nodes, over signed ActivityPub" in banner
+    for label in ("the feed", "follow across", "WebFinger", "NodeInfo"):
+        assert f"  {label}" in banner
+    assert f"{seen['brooklyn']['url']}/.well-known/webfinger?resource=acct:" in banner
+    in_progress = banner[banner.index("In progress") :]
+    assert "royalties" in in_progress  # it does not pretend royalties exist yet
+    assert "federation" not in in_progress and "plays" not in in_progress
 
 
 @pytest.mark.slow
@@ -173,6 +366,33 @@ async def test_the_demo_is_the_same_every_run_and_reopens_its_data(tmp_path):
     assert len(runs[0][0]) >= 8
 
 
+async def test_the_steps_across_nodes_run_once_per_set_of_nodes(tmp_path, monkeypatch):
+    """A re-run over the same --data skips the cross-node steps once an earlier
+    run finished them for these nodes; a new node (or an unfinished run) runs
+    them again, and they are idempotent (the three-node story checks that)."""
+    calls: list[list[str]] = []
+
+    async def step(network: DemoNetwork) -> None:
+        calls.append([n.spec.key for n in network.nodes])
+
+    async def seeded(node) -> None:
+        calls.append([f"seed {node.spec.key}"])
+
+    monkeypatch.setattr("node.demo.seed.NODE_STEPS", [("record", seeded)])
+    monkeypatch.setattr("node.demo.seed.NETWORK_STEPS", [("record", step)])
+
+    def network(n: int, *, fresh: str | None = None) -> DemoNetwork:
+        nodes = [SimpleNamespace(spec=spec, seeded=spec.key != fresh) for spec in node_specs(n)]
+        return DemoNetwork(nodes=nodes, data_dir=tmp_path, temporary=False)
+
+    await seed(network(1))  # one node: nothing crosses
+    await seed(network(2))  # seeded earlier, but the steps never finished
+    await seed(network(2))  # finished: skipped
+    await seed(network(3, fresh="bronx"))  # a new node joins
+    await seed(network(2))  # a subset of what is done
+    assert calls == [["brooklyn", "queens"], ["seed bronx"], ["brooklyn", "queens", "bronx"]]
+
+
 async def test_a_port_in_use_is_one_clear_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("node.logs.setup_logging", lambda *a, **k: None)  # keep pytest's logging
     with socket.socket() as busy:
@@ -198,25 +418,38 @@ def test_the_demo_serves_until_ctrl_c_then_cleans_up(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NYCMG_")}
     env["TMPDIR"] = str(tmp_path)
     base = free_base_port(1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "demo", "--nodes", "1", "--base-port", str(base)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
+    # stderr to a file (a pipe nobody reads could fill up and stall the demo);
+    # stdout read straight from its descriptor with a deadline, so no line can
+    # sit in a Python buffer while select() waits on an empty pipe.
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "demo", "--nodes", "1", "--base-port", str(base)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
+    fd, seen = proc.stdout.fileno(), b""
     try:
-        while not lines or lines[-1] != "Serving until Ctrl-C.\n":
-            ready, _, _ = select.select([proc.stdout], [], [], 60)
-            assert ready and proc.poll() is None, "".join(lines) + proc.stderr.read()
-            lines.append(proc.stdout.readline())
+        deadline = time.monotonic() + 90
+        while b"Serving until Ctrl-C.\n" not in seen:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, 65536) if ready else b""
+            if not chunk:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"no banner: {seen.decode()}{(tmp_path / 'stderr.txt').read_text()}")
+            seen += chunk
         with urllib.request.urlopen(f"http://127.0.0.1:{base}/healthz", timeout=5) as r:
             assert r.status == 200
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
-    assert code == 0, proc.stderr.read()
-    assert proc.stdout.read().strip() == "demo stopped."
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert code == 0, stderr
+    rest = proc.stdout.read().decode()
+    assert rest.strip() == "demo stopped.", (rest, stderr)
+    lines = seen.decode().splitlines()
     where = Path(re.search(r"starting 1 node in (\S+) ", lines[0]).group(1))
-    assert where.parent == tmp_path and not where.exists()
+    leftover = sorted(str(p.relative_to(where)) for p in where.rglob("*")) if where.exists() else []
+    assert where.parent == tmp_path and not where.exists(), (leftover, stderr)
