@@ -66,6 +66,12 @@ def open_searcher(ix: Any, previous: Any = None) -> Any:
         else:
             reader = MultiReader(readers, generation=toc.generation)
         return Searcher(reader, fromindex=ix)
+    except FileNotFoundError:
+        # A merge removed a segment file between reading the TOC and opening it:
+        # expected under concurrent writes, and the plain path handles it.
+        log.debug("search: a segment was merged away while reopening; opening a fresh searcher")
+        previous.close()
+        return ix.searcher()
     except Exception:  # noqa: BLE001 - whoosh internals moved: take the plain path
         log.warning("search: reader reuse failed; opening a fresh searcher", exc_info=True)
         previous.close()

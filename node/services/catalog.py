@@ -233,7 +233,9 @@ async def delete_release(
         t.release_id, t.position = None, None
     await session.delete(release)
     await session.flush()
-    await ctx.bus.emit(session, "release.deleted", uri=uri, was_public=was_public, owner_uri=owner_uri)
+    await ctx.bus.emit(
+        session, "release.deleted", uri=uri, was_public=was_public, owner_uri=owner_uri
+    )
 
 
 async def list_releases(
@@ -247,6 +249,10 @@ async def list_releases(
     stmt = select(Release)
     if artist is not None:
         stmt = stmt.where(Release.artist_id == artist.id)
+    else:
+        # The node's own catalogue; what crossed over from other nodes shows
+        # under its artist and in followers' feeds, not in our listings.
+        stmt = stmt.where(Release.local.is_(True))
     if not include_drafts:
         stmt = stmt.where(Release.state == "published")
         return await keyset_page(
@@ -358,7 +364,9 @@ async def delete_track(
     uri, was_public, owner_uri = track.uri, track.public, track.artist.uri
     await session.delete(track)
     await session.flush()
-    await ctx.bus.emit(session, "track.deleted", uri=uri, was_public=was_public, owner_uri=owner_uri)
+    await ctx.bus.emit(
+        session, "track.deleted", uri=uri, was_public=was_public, owner_uri=owner_uri
+    )
 
 
 async def list_tracks(
@@ -372,6 +380,8 @@ async def list_tracks(
     stmt = select(Track).options(selectinload(Track.release))
     if artist is not None:
         stmt = stmt.where(Track.artist_id == artist.id)
+    else:
+        stmt = stmt.where(Track.local.is_(True))
     if not include_drafts:
         published = select(Release.id).where(Release.state == "published")
         stmt = stmt.where(

@@ -180,6 +180,8 @@ async def list_events(
     stmt = select(Event).where(Event.state == "scheduled")
     if organizer is not None:
         stmt = stmt.where(Event.organizer_id == organizer.id)
+    elif venue is None:
+        stmt = stmt.where(Event.local.is_(True))  # the node's own listings
     if venue is not None:
         stmt = stmt.where(Event.venue_id == venue.id)
     if borough:

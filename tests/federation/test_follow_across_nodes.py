@@ -108,3 +108,38 @@ async def test_fan_follows_remote_artist_sees_release_and_play_counts_once(netwo
             return await s.scalar(select(func.count()).select_from(Follow)) == 0
 
     await eventually(gone_at_origin)
+
+
+async def test_a_nodes_own_listings_show_only_its_own_catalogue(network):
+    brooklyn, queens = await network(2)
+    await brooklyn.user("jay", "artist")
+    await queens.user("rosa")
+    await queens.user("ana", "artist")
+    status, _ = await api(
+        queens, "POST", "/api/v1/follows", "rosa", json={"target": f"@jay@{brooklyn.ctx.domain}"}
+    )
+    assert status == 201
+    _, t = await api(brooklyn, "POST", "/api/v1/tracks", "jay", json={"title": "Crossing"})
+    _, rel = await api(
+        brooklyn, "POST", "/api/v1/releases", "jay", json={"title": "Over", "tracks": [t["uuid"]]}
+    )
+
+    async def accepted():
+        _, follows = await api(queens, "GET", "/api/v1/follows", "rosa")
+        return follows[0]["state"] == "accepted"
+
+    await eventually(accepted)
+    await api(brooklyn, "POST", f"/api/v1/releases/{rel['uuid']}/publish", "jay")
+
+    async def crossed():
+        _, feed = await api(queens, "GET", "/api/v1/feed", "rosa")
+        return feed["items"]
+
+    await eventually(crossed)
+    _, listing = await api(queens, "GET", "/api/v1/releases")
+    assert listing["items"] == []
+    _, tracks = await api(queens, "GET", "/api/v1/tracks")
+    assert tracks["items"] == []
+    # ...but the remote artist's own page on Queens shows what Queens knows of them.
+    _, theirs = await api(queens, "GET", f"/api/v1/artists/jay@{brooklyn.ctx.domain}/releases")
+    assert [r["title"] for r in theirs["items"]] == ["Over"]
