@@ -235,21 +235,23 @@ async def play_counts(session: AsyncSession, artist_uri: str) -> dict[str, int]:
 # ---- likes, comments, reposts, reports ---------------------------------------
 
 
-async def like(
+async def _react(
     ctx: NodeContext,
     session: AsyncSession,
+    model: type[Like] | type[Announce],
+    kind: str,
     actor: Actor,
     object_uri: str,
-    *,
-    uri: str | None = None,
-) -> Like:
+    uri: str | None,
+) -> Any:
+    """Likes and reposts: one per actor and object, whoever reports it how often."""
     existing = await session.scalar(
-        select(Like).where(Like.actor_id == actor.id, Like.object_uri == object_uri)
+        select(model).where(model.actor_id == actor.id, model.object_uri == object_uri)
     )
     if existing is not None:
         return existing
-    row = Like(
-        uri=uri or ctx.urls.obj("likes", new_uuid()),
+    row = model(
+        uri=uri or ctx.urls.obj(f"{kind}s", new_uuid()),
         actor_id=actor.id,
         object_uri=object_uri,
         created_at=utcnow(),
@@ -258,13 +260,24 @@ async def like(
     await session.flush()
     await ctx.bus.emit(
         session,
-        "like.created",
-        like_id=row.id,
+        f"{kind}.created",
+        **{f"{kind}_id": row.id},
         uri=row.uri,
         object_uri=object_uri,
         actor_local=actor.local,
     )
     return row
+
+
+async def like(
+    ctx: NodeContext,
+    session: AsyncSession,
+    actor: Actor,
+    object_uri: str,
+    *,
+    uri: str | None = None,
+) -> Like:
+    return await _react(ctx, session, Like, "like", actor, object_uri, uri)
 
 
 async def unlike(ctx: NodeContext, session: AsyncSession, actor: Actor, object_uri: str) -> bool:
@@ -360,28 +373,7 @@ async def announce(
     *,
     uri: str | None = None,
 ) -> Announce:
-    existing = await session.scalar(
-        select(Announce).where(Announce.actor_id == actor.id, Announce.object_uri == object_uri)
-    )
-    if existing is not None:
-        return existing
-    row = Announce(
-        uri=uri or ctx.urls.obj("announces", new_uuid()),
-        actor_id=actor.id,
-        object_uri=object_uri,
-        created_at=utcnow(),
-    )
-    session.add(row)
-    await session.flush()
-    await ctx.bus.emit(
-        session,
-        "announce.created",
-        announce_id=row.id,
-        uri=row.uri,
-        object_uri=object_uri,
-        actor_local=actor.local,
-    )
-    return row
+    return await _react(ctx, session, Announce, "announce", actor, object_uri, uri)
 
 
 async def file_report(
