@@ -45,6 +45,7 @@ from aiohttp import web
 
 from ._common import (
     Post,
+    cpu_ms_per_request,
     emit,
     free_port,
     log,
@@ -52,6 +53,7 @@ from ._common import (
     make_node,
     percentiles,
     post_load,
+    proc_cpu_seconds,
     rng,
     start_server,
 )
@@ -317,7 +319,7 @@ def classify(status: int, body: bytes) -> str:
 # ---- the run ---------------------------------------------------------------------------
 
 
-async def main_async(quick: bool, concurrency: int) -> dict[str, Any]:
+async def main_async(quick: bool, concurrency: int, worker: bool = True) -> dict[str, Any]:
     n_actors = 50 if quick else 200
     n_activities = 3_000 if quick else 20_000
     with tempfile.TemporaryDirectory(prefix="nycmg-bench-inbox-") as tmp:
@@ -351,7 +353,7 @@ async def main_async(quick: bool, concurrency: int) -> dict[str, Any]:
             "node",
             "--data",
             str(settings.data_dir),
-            "--worker",
+            *(["--worker"] if worker else []),
             port=port,
             ready_path="/healthz",
             log_dir=tmp_path,
@@ -360,7 +362,11 @@ async def main_async(quick: bool, concurrency: int) -> dict[str, Any]:
         db = NodeDB(settings.data_dir / "nycmg.db")
         try:
             log(f"anchor: {len(rest)} POSTs to a bare 202 handler, {concurrency} in flight")
+            cpu0 = proc_cpu_seconds(accept.proc.pid)
             anchor = await post_load(accept.base_url, rest, concurrency=concurrency)
+            anchor_cpu = cpu_ms_per_request(
+                cpu0, proc_cpu_seconds(accept.proc.pid), anchor.requests
+            )
 
             log(f"cold path: {len(first)} first contacts (the node fetches each actor's key)")
             cold = await post_load(
@@ -369,12 +375,14 @@ async def main_async(quick: bool, concurrency: int) -> dict[str, Any]:
             cold_drain, _ = await wait_drained(db, cold.answers.get("accepted", 0), 60)
 
             log(f"load: {len(rest)} activities, {concurrency} in flight")
+            cpu0 = proc_cpu_seconds(node.proc.pid)
             loaded = await post_load(
                 node.base_url, rest, concurrency=concurrency, max_seconds=120, classify=classify
             )
+            node_cpu = cpu_ms_per_request(cpu0, proc_cpu_seconds(node.proc.pid), loaded.requests)
             accepted = cold.answers.get("accepted", 0) + loaded.answers.get("accepted", 0)
             log(f"draining: {accepted} stored activities")
-            drain_s, states = await wait_drained(db, accepted, 300)
+            drain_s, states = await wait_drained(db, accepted, 300 if worker else 0)
 
             stored_before = sum(db.states().values())
             r = rng(9)
@@ -402,11 +410,14 @@ async def main_async(quick: bool, concurrency: int) -> dict[str, Any]:
         "remote_hosts": len(REMOTE_ADDRESSES),
         "activities": n_activities,
         "concurrency": concurrency,
+        "worker": "on the server's event loop (embedded)" if worker else "off (intake alone)",
         "accepted_per_s": round(rps, 1),
         "latency_ms": lat,
         "errors": errors,
+        "node_cpu_ms_per_request": node_cpu,
         "anchor_rps": round(anchor.rps, 1),
         "anchor_latency_ms": percentiles(anchor.latencies),
+        "anchor_cpu_ms_per_request": anchor_cpu,
         "ratio": round(rps / anchor.rps, 3) if anchor.rps else 0.0,
         "targets": {"accepted_per_s": TARGET_RPS, "p99_ms": TARGET_P99_MS},
         "targets_met": rps >= TARGET_RPS and lat["p99"] < TARGET_P99_MS and errors == 0,
@@ -448,8 +459,13 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.inbox", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="50 actors, 3,000 activities")
     p.add_argument("--concurrency", type=int, default=64, help="requests in flight (64)")
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="run the node without its job worker: the intake alone (nothing is drained)",
+    )
     args = p.parse_args()
-    emit(asyncio.run(main_async(args.quick, args.concurrency)))
+    emit(asyncio.run(main_async(args.quick, args.concurrency, worker=not args.no_worker)))
 
 
 if __name__ == "__main__":
