@@ -22,12 +22,14 @@ AS = "https://www.w3.org/ns/activitystreams"
 
 
 def like(fake, node, actor: str = "alice") -> dict:
+    """A Like of something each time new, so the processing of one never meets
+    another's row (this is about storing; tests/federation covers the handlers)."""
     return {
         "@context": AS,
         "id": f"{fake.base}/likes/{uuid.uuid4()}",
         "type": "Like",
         "actor": fake.actors[actor].uri,
-        "object": node.ctx.urls.actor("jay"),
+        "object": node.ctx.urls.obj("tracks", str(uuid.uuid4())),
     }
 
 
