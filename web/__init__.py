@@ -1,8 +1,8 @@
 """The public site: server-rendered pages for fans and artists (DESIGN.md 10).
 
 `setup(app)` is called by the composition root. It adds the jinja2
-environment, the routes (pages, object pages, search, accounts), the static
-files with cache headers, and the HTML error pages.
+environment, the routes (pages, object pages, search, accounts, follows and
+the feed), the static files with cache headers, and the HTML error pages.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from aiohttp import web
 
 from node.appkeys import CTX, HTML_ERROR
 
-from . import accounts, artist_page, cache, objects, pages, search
+from . import accounts, artist_page, cache, objects, pages, search, social
 from .errors import html_error
 from .render import ENV, STATIC, build_environment
 
@@ -32,6 +32,7 @@ def setup(app: web.Application) -> None:
     objects.setup_routes(app)
     search.setup_routes(app)
     accounts.setup_routes(app)
+    social.setup(app)
     app.router.add_static("/static", STATIC, name="web.static", follow_symlinks=False)
     app.on_response_prepare.append(_static_cache_headers)
     app[ENV] = build_environment(app)

@@ -14,11 +14,14 @@ from node.errors import NotFound
 from node.services import catalog, gigs
 from node.validation import UUID_RE
 
-from . import artist_page, queries
+from . import artist_page, following, queries
 from .cache import cached_for_anonymous
+from .remote import LOOKUPS, LookupProblem
 from .render import render
 
 HANDLE_PATH = r"[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9.\-]{1,253}(?::\d{1,5})?)?"
+# A visit to an unknown remote artist waits this long for their node (web.remote).
+DISCOVER_DEADLINE_SECONDS = 5.0
 
 
 def _uuid(request: web.Request) -> str:
@@ -32,7 +35,15 @@ def _uuid(request: web.Request) -> str:
 async def artist(request: web.Request) -> web.StreamResponse:
     ctx = request.config_dict[CTX]
     account = request.get(ACCOUNT)
-    page = await request.config_dict[artist_page.ARTIST_PAGES].get(request.match_info["handle"])
+    handle = request.match_info["handle"]
+    pages = request.config_dict[artist_page.ARTIST_PAGES]
+    try:
+        page = await pages.get(handle)
+    except NotFound:
+        # `/@jay@queens.example` not heard of yet: ask queens.example once, briefly.
+        if not await _discover(request, handle):
+            raise
+        page = await pages.get(handle)
     if account is not None and catalog.can_see(account, page.artist.id):
         async with ctx.db.read_session() as s:
             page = await artist_page.with_drafts(await s.connection(), page, account)
@@ -45,8 +56,27 @@ async def artist(request: web.Request) -> web.StreamResponse:
             "tracks": page.tracks,
             "events": page.events,
             "is_owner": page.is_owner,
+            **await following.artist_context(request, page.artist.id),
         },
     )
+
+
+async def _discover(request: web.Request, handle: str) -> bool:
+    """Look a remote handle up on its node: True once it is stored here, False for
+    a local handle (nothing to look up); else a NotFound that says what happened."""
+    name, domain = artist_page.key_of(request.config_dict[CTX], handle)
+    if domain == request.config_dict[CTX].domain.lower():
+        return False
+    try:
+        await request.config_dict[LOOKUPS].resolve(
+            f"@{name}@{domain}", deadline=DISCOVER_DEADLINE_SECONDS
+        )
+    except LookupProblem as p:
+        raise NotFound(
+            f"This node has not heard of @{name}@{domain} before, and could not look them up. "
+            + p.message
+        ) from None
+    return True
 
 
 @cached_for_anonymous

@@ -22,7 +22,7 @@ from yarl import URL
 from node.appkeys import ACCOUNT, CTX, SESSION_SECRET
 from node.auth import has_role
 
-from . import art, csrf, formatting
+from . import art, csrf, flash, formatting
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -163,6 +163,7 @@ def page_context(request: web.Request) -> dict[str, Any]:
         "csrf_token": lambda: csrf.form_token(request),
         "session_csrf": csrf.form_token(request) if request.get(SESSION_SECRET) else "",
         "search_query": request.query.get("q", "") if request.path == "/search" else "",
+        "flash": flash.take_flash(request),
     }
 
 
@@ -184,6 +185,7 @@ def render(
     if headers:
         response.headers.update(headers)
     csrf.apply_cookie(request, response)
+    flash.apply(request, response)
     return response
 
 
