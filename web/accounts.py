@@ -32,7 +32,7 @@ from node.services import accounts
 from node.validation import EMAIL_RE
 from node.web_helpers import client_ip
 
-from . import csrf
+from . import csrf, following
 from .render import redirect, render, route_url
 
 FORM_LIMIT = 64 * 1024
@@ -332,7 +332,8 @@ async def me(request: web.Request) -> web.Response:
         return redirect(
             request, route_url(request, "web.login", query={"next": request.path}), status=302
         )
-    return render(request, "me.html", {"me": account, "actor": account.actor})
+    follows = await following.me_context(request, account)
+    return render(request, "me.html", {"me": account, "actor": account.actor, **follows})
 
 
 def setup_routes(app: web.Application) -> None:
