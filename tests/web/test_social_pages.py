@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import aiohttp
+import pytest
 from sqlalchemy import func, select
 
 from node.models import Actor, ArtistProfile, Event, Follow, Play, Release, Track, utcnow
@@ -348,8 +349,10 @@ async def test_a_node_that_does_not_answer_in_time_is_a_message_not_a_hang(
 
     from web import social as social_pages
 
+    answer = asyncio.Event()
+
     async def slow(_request):
-        await asyncio.sleep(5)
+        await answer.wait()
         return aioweb.json_response({})
 
     app = aioweb.Application()
@@ -362,6 +365,7 @@ async def test_a_node_that_does_not_answer_in_time_is_a_message_not_a_hang(
     r = await follow(node.client, f"@slow@127.0.0.1:{server.port}", status=504)
     assert asyncio.get_running_loop().time() - started < 4
     assert "did not answer in time" in await r.text()
+    answer.set()
 
 
 # ---- across nodes ------------------------------------------------------------------------------
@@ -451,3 +455,65 @@ async def test_a_fan_on_one_node_follows_an_artist_on_another_with_the_form(netw
         row = rf"<dt>{re.escape(queens.ctx.domain)}</dt>\s*<dd><span class=\"by-node-n\">1</span>"
         followers, plays = origin.split("Plays by node")
         assert re.search(row, followers) and re.search(row, plays)
+
+
+# ---- in a browser -------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+async def test_in_a_browser_a_fan_types_a_handle_into_the_follow_box_and_reads_the_feed(
+    network, page
+):
+    brooklyn, queens = await network(2)
+    await brooklyn.user("jay", "artist", borough="Brooklyn", name="Jay Fulton")
+    await queens.user("maya")
+    base, jay = queens.base_url, f"@jay@{brooklyn.ctx.domain}"
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    await page.goto(base + "/login")
+    await page.get_by_label("Username").fill("maya")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(base + "/")
+    await page.get_by_role("link", name="Feed", exact=True).click()
+    await page.wait_for_url(base + "/feed")
+    await page.get_by_text("Your feed is empty").wait_for()
+
+    await page.get_by_label("Follow someone on any node").fill(jay)
+    await page.get_by_role("button", name="Follow", exact=True).click()
+    await page.wait_for_url(base + "/feed")
+    notice = await page.locator(".flash").inner_text()
+    assert notice in (f"Following {jay}.", f"Requested — waiting for approval from {jay}.")
+
+    async def reload_until(locator) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not await locator.count():
+            assert loop.time() < deadline, "never appeared"
+            await asyncio.sleep(0.3)
+            await page.reload()
+
+    # Jay's node accepts; the "You follow" panel says so.
+    following = page.get_by_role("complementary").locator(".follow-row", has_text="Jay Fulton")
+    await reload_until(following.locator(".badge-ok"))
+
+    async with aiohttp.ClientSession() as http:
+        t = await api(brooklyn, http, "POST", "/api/v1/tracks", "jay", json={"title": "Fulton St"})
+        rel = await api(
+            brooklyn,
+            http,
+            "POST",
+            "/api/v1/releases",
+            "jay",
+            json={"title": "Kings County", "kind": "ep", "tracks": [t["uuid"]]},
+        )
+        await api(brooklyn, http, "POST", f"/api/v1/releases/{rel['uuid']}/publish", "jay")
+    await reload_until(page.get_by_role("link", name="Kings County"))
+    assert await page.get_by_text(f"on {brooklyn.ctx.domain}").first.is_visible()
+
+    await page.get_by_role("link", name="Jay Fulton").first.click()
+    await page.wait_for_url(base + f"/@jay@{brooklyn.ctx.domain}")
+    assert await page.get_by_role("heading", level=1).inner_text() == "Jay Fulton"
+    assert await page.get_by_role("button", name="Unfollow").is_visible()
+    assert not errors, errors
