@@ -132,6 +132,8 @@ class Receivers:
 
 
 async def serve_receivers(port: int, hosts: int, keys: dict[str, dict[str, str]]) -> None:
+    import federation.signatures  # noqa: F401 - imported now, not on the first delivery
+
     receivers = Receivers(keys)
     app = web.Application()
     app.router.add_post("/inbox", receivers.inbox)

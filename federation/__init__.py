@@ -19,7 +19,7 @@ from . import inbound  # noqa: F401 - registers the inbound handlers
 from .actors import ensure_node_actor
 from .appkeys import FEDERATION, Federation
 from .client import FederationClient
-from .delivery import deliver
+from .delivery import OutgoingCache, deliver
 from .directory import RemoteDirectory
 from .discovery import discovery_routes
 from .inbox import inbox_routes, process_inbox_item
@@ -34,7 +34,11 @@ def setup(app: web.Application) -> None:
     client = FederationClient(ctx)
     directory = RemoteDirectory(ctx, client)
     fed = Federation(
-        client=client, directory=directory, keys=KeyStore(ctx, directory), intake=Intake(ctx)
+        client=client,
+        directory=directory,
+        keys=KeyStore(ctx, directory),
+        intake=Intake(ctx),
+        outgoing=OutgoingCache(),
     )
     app[FEDERATION] = fed
     ctx.directory = directory

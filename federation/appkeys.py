@@ -9,6 +9,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .client import FederationClient
+    from .delivery import OutgoingCache
     from .directory import RemoteDirectory
     from .intake import Intake
     from .keys import KeyStore
@@ -20,6 +21,7 @@ class Federation:
     directory: RemoteDirectory
     keys: KeyStore
     intake: Intake
+    outgoing: OutgoingCache
     host_limits: dict = field(default_factory=dict)
 
 

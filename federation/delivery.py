@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from node.context import NodeContext
 from node.jobs import PermanentFailure, RetryLater
@@ -23,7 +28,7 @@ from node.models import Actor, Job, utcnow
 from .actors import forget_remote_actor
 from .appkeys import Federation
 from .errors import FetchFailed
-from .models import OutboxItem
+from .models import Instance, OutboxItem
 from .policy import allows, get_instance
 from .vocab import host_of
 
@@ -32,6 +37,7 @@ HOST_CONCURRENCY = 4
 CIRCUIT_THRESHOLD = 5  # consecutive failures before a host's circuit opens
 CIRCUIT_MAX = timedelta(hours=1)
 RETRYABLE_4XX = {401, 408, 425, 429}
+KEY_TTL = 30.0  # how long a cached activity's signing key is trusted (OutgoingCache)
 
 
 def circuit_delay(failures: int) -> timedelta:
@@ -39,17 +45,58 @@ def circuit_delay(failures: int) -> timedelta:
     return min(CIRCUIT_MAX, timedelta(minutes=2 ** max(0, failures - CIRCUIT_THRESHOLD)))
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """What every delivery of one activity shares: the activity and its signer's key."""
+
+    payload: dict[str, Any]
+    key_id: str
+    private_pem: str
+
+
+class OutgoingCache:
+    """Each activity and its signer, read once per process rather than once per inbox.
+
+    A release to followers on 200 hosts is 200 delivery jobs for one
+    OutboxItem; reading the item and its actor for each was two queries a
+    job. Both are kept `KEY_TTL` seconds (the few most recent, LRU): an
+    activity never changes once stored, and a key rotated by `nycmg keys
+    rotate` (another process) or an actor deleted meanwhile is seen within
+    that. The per-host policy and circuit are still read for every delivery.
+    """
+
+    def __init__(self, size: int = 64, key_ttl: float = KEY_TTL) -> None:
+        self.size = size
+        self.key_ttl = key_ttl
+        self._items: OrderedDict[int, tuple[float, Outgoing]] = OrderedDict()
+
+    async def get(self, ctx: NodeContext, item_id: int) -> Outgoing:
+        now = time.monotonic()
+        hit = self._items.get(item_id)
+        if hit is not None and hit[0] > now:
+            self._items.move_to_end(item_id)
+            return hit[1]
+        async with ctx.db.read_session() as s:
+            item = await s.get(OutboxItem, item_id)
+            if item is None:
+                raise PermanentFailure("the activity is gone")
+            actor = await s.get(Actor, item.actor_id)
+        if actor is None or not actor.private_key_pem or not actor.key_id:
+            raise PermanentFailure("the sending actor is gone")
+        out = Outgoing(item.payload, actor.key_id, actor.private_key_pem)
+        self._items[item_id] = (now + self.key_ttl, out)
+        self._items.move_to_end(item_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return out
+
+
 async def deliver(ctx: NodeContext, fed: Federation, job: Job) -> None:
     inbox = job.payload["inbox"]
     host = host_of(inbox)
+    outgoing = await fed.outgoing.get(ctx, job.payload["item"])
     async with ctx.db.read_session() as s:
-        item = await s.get(OutboxItem, job.payload["item"])
-        if item is None:
-            raise PermanentFailure("the activity is gone")
-        actor = await s.get(Actor, item.actor_id)
         instance = await get_instance(s, host, create=False)
-    if actor is None or not actor.private_key_pem:
-        raise PermanentFailure("the sending actor is gone")
     if not allows(ctx, instance):
         raise PermanentFailure(f"{host} is blocked by instance policy")
     now = utcnow()
@@ -60,7 +107,7 @@ async def deliver(ctx: NodeContext, fed: Federation, job: Job) -> None:
     async with sem:
         try:
             status, text = await fed.client.post_activity(
-                inbox, item.payload, actor.key_id, actor.private_key_pem
+                inbox, outgoing.payload, outgoing.key_id, outgoing.private_pem
             )
         except FetchFailed as e:
             await _record(ctx, host, ok=False, error=e.detail)
@@ -81,20 +128,54 @@ async def deliver(ctx: NodeContext, fed: Federation, job: Job) -> None:
 
 
 async def _record(ctx: NodeContext, host: str, *, ok: bool, error: str | None = None) -> None:
+    """How delivery to `host` is going, for the circuit breaker and the console.
+
+    Atomic statements, not read-modify-write: several deliveries to one host
+    (and, on PostgreSQL, several workers) finish at once. A success is one
+    upsert, since it is what almost every delivery ends with."""
+    now = utcnow()
+    t = Instance.__table__
     async with ctx.db.transaction() as s:
-        inst = await get_instance(s, host)
-        now = utcnow()
         if ok:
-            inst.last_success_at = now
-            inst.consecutive_failures = 0
-            inst.circuit_open_until = None
-            inst.delivered += 1
-        else:
-            inst.last_failure_at = now
-            inst.last_error = (error or "")[:2000]
-            inst.consecutive_failures += 1
-            if inst.consecutive_failures >= CIRCUIT_THRESHOLD:
-                inst.circuit_open_until = now + circuit_delay(inst.consecutive_failures)
+            insert_ = postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert
+            await s.execute(
+                insert_(t)
+                .values(
+                    host=host.lower(),
+                    policy="default",
+                    policy_reason="",
+                    first_seen_at=now,
+                    last_success_at=now,
+                    delivered=1,
+                )
+                .on_conflict_do_update(
+                    index_elements=["host"],
+                    set_=dict(
+                        last_success_at=now,
+                        consecutive_failures=0,
+                        circuit_open_until=None,
+                        delivered=t.c.delivered + 1,
+                    ),
+                )
+            )
+            return
+        inst = await get_instance(s, host)
+        failures = await s.scalar(
+            update(t)
+            .where(t.c.id == inst.id)
+            .values(
+                last_failure_at=now,
+                last_error=(error or "")[:2000],
+                consecutive_failures=t.c.consecutive_failures + 1,
+            )
+            .returning(t.c.consecutive_failures)
+        )
+        if failures is not None and failures >= CIRCUIT_THRESHOLD:
+            await s.execute(
+                update(t)
+                .where(t.c.id == inst.id)
+                .values(circuit_open_until=now + circuit_delay(failures))
+            )
 
 
 async def _forget_inbox_owner(ctx: NodeContext, inbox: str) -> None:
