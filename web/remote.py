@@ -118,11 +118,16 @@ class RemoteLookups:
                 self.fetches += 1
                 return await (ctx.directory or LocalDirectory(ctx)).resolve_actor(target)
         except (NotFound, ValidationFailed) as e:
-            problem = LookupProblem(
-                f"Could not find {shown}: check the spelling, or the node may be down "
-                f"({_short(e.detail)}).",
-                404,
-            )
+            if "could not be" in e.detail:  # the fetch failed (federation/directory.py)
+                where = parsed[1] if parsed else "its node"
+                message = (
+                    f"Could not find {shown}. Check the spelling; if it is right, {where} "
+                    "may be down, or has nobody by that name."
+                )
+            else:  # the node answered, but not with an actor we can follow, or policy says no
+                message = f"Could not find {shown}: {_short(e.detail)}."
+            log.info("remote lookup failed", extra={"target": target[:200], "detail": e.detail})
+            problem = LookupProblem(message, 404)
         except NodeError as e:
             problem = LookupProblem(f"Could not look up {shown} ({_short(e.detail)}).", 502)
         except Exception:  # noqa: BLE001 - another server's answer must never become a 500
