@@ -259,6 +259,7 @@ async def test_many_first_visits_at_once_are_each_answered_with_their_own_page(n
     import asyncio
 
     from web.artist_page import ARTIST_PAGES
+    from web.audience import AUDIENCE
 
     await seed.scene(node)
     for i in range(12):
@@ -266,7 +267,7 @@ async def test_many_first_visits_at_once_are_each_answered_with_their_own_page(n
     await seed.release(node, "band03", "Third Record", [("Three", 3000)])
     await seed.event(node, "band05", "Fifth Show", None, lineup=["band07", "@jay"])
     handles = [f"band{i:02d}" for i in range(12)] + ["jay", "ana", "ghost", "jay@elsewhere.example"]
-    reads = node.app[ARTIST_PAGES].reads
+    reads, counts = node.app[ARTIST_PAGES].reads, node.app[AUDIENCE].counted
     responses = await asyncio.gather(*(node.client.get(f"/@{h}") for h in handles))
     pages = {h: (r.status, await r.text()) for h, r in zip(handles, responses, strict=True)}
     assert pages["ghost"][0] == 404 and "no artist @ghost" in pages["ghost"][1]
@@ -280,3 +281,4 @@ async def test_many_first_visits_at_once_are_each_answered_with_their_own_page(n
     assert "Roosevelt Nights" in pages["ana"][1] and "Kings County</h3>" not in pages["ana"][1]
     assert not node.app[ARTIST_PAGES]._waiting  # nobody left behind
     assert node.app[ARTIST_PAGES].reads - reads < len(handles)  # visits shared reads
+    assert node.app[AUDIENCE].counted - counts < 14  # and so did the audience counts
