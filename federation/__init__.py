@@ -19,7 +19,7 @@ from . import inbound  # noqa: F401 - registers the inbound handlers
 from .actors import ensure_node_actor
 from .appkeys import FEDERATION, Federation
 from .client import FederationClient
-from .delivery import OutgoingCache, deliver
+from .delivery import HostHealth, OutgoingCache, deliver
 from .directory import RemoteDirectory
 from .discovery import discovery_routes
 from .inbox import inbox_routes, process_inbox_item
@@ -39,6 +39,7 @@ def setup(app: web.Application) -> None:
         keys=KeyStore(ctx, directory),
         intake=Intake(ctx),
         outgoing=OutgoingCache(),
+        health=HostHealth(ctx),
     )
     app[FEDERATION] = fed
     ctx.directory = directory
@@ -58,4 +59,5 @@ async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
     fed.client.node_key = (actor.key_id, (ctx.settings.keys_dir / RSA_FILE).read_text())
     yield
     await fed.intake.close()
+    await fed.health.close()
     await fed.client.close()

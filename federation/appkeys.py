@@ -9,7 +9,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .client import FederationClient
-    from .delivery import OutgoingCache
+    from .delivery import HostHealth, OutgoingCache
     from .directory import RemoteDirectory
     from .intake import Intake
     from .keys import KeyStore
@@ -22,6 +22,7 @@ class Federation:
     keys: KeyStore
     intake: Intake
     outgoing: OutgoingCache
+    health: HostHealth
     host_limits: dict = field(default_factory=dict)
 
 

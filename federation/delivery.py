@@ -15,7 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -38,6 +38,8 @@ CIRCUIT_THRESHOLD = 5  # consecutive failures before a host's circuit opens
 CIRCUIT_MAX = timedelta(hours=1)
 RETRYABLE_4XX = {401, 408, 425, 429}
 KEY_TTL = 30.0  # how long a cached activity's signing key is trusted (OutgoingCache)
+FLUSH_DELAY = 0.5  # seconds successes to healthy hosts wait to be written together (HostHealth)
+MAX_PENDING = 1000  # hosts with unwritten successes before they are written at once
 
 
 def circuit_delay(failures: int) -> timedelta:
@@ -91,6 +93,123 @@ class OutgoingCache:
         return out
 
 
+class HostHealth:
+    """How delivery to each host is going, for the circuit breaker and the console.
+
+    A failure is written at once (the circuit breaker counts them), and so is
+    a success that closes a host's failure streak. A success to a host that
+    was already fine changes only statistics (last success, delivered count),
+    so those are gathered for `FLUSH_DELAY` seconds and written together: a
+    release to 200 hosts is then one transaction of bookkeeping instead of
+    200 on the node's one SQLite writer. A crash loses at most that delay's
+    worth of counts; a shutdown writes them (`close`).
+
+    Writes are single statements, not read-modify-write, since several
+    deliveries to one host (and, on PostgreSQL, several workers) finish at once.
+    """
+
+    def __init__(self, ctx: NodeContext, delay: float = FLUSH_DELAY) -> None:
+        self.ctx = ctx
+        self.delay = delay
+        self._pending: dict[str, tuple[datetime, int]] = {}  # host -> (last success, count)
+        self._flushing: asyncio.Task | None = None
+
+    async def success(self, host: str, *, streak_over: bool) -> None:
+        host = host.lower()
+        last, count = self._pending.pop(host, (None, 0))
+        if streak_over:
+            async with self.ctx.db.transaction() as s:
+                await s.execute(self._upsert(s), [self._row(host, utcnow(), count + 1)])
+            return
+        self._pending[host] = (utcnow(), count + 1)
+        if len(self._pending) >= MAX_PENDING:
+            await self.flush()
+        elif self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush_later(), name="nycmg-host-health")
+
+    async def failure(self, host: str, error: str) -> None:
+        host = host.lower()
+        now = utcnow()
+        t = Instance.__table__
+        pending = self._pending.pop(host, None)
+        async with self.ctx.db.transaction() as s:
+            if pending is not None:  # what came first is written first
+                await s.execute(self._upsert(s), [self._row(host, *pending)])
+            inst = await get_instance(s, host)
+            failures = await s.scalar(
+                update(t)
+                .where(t.c.id == inst.id)
+                .values(
+                    last_failure_at=now,
+                    last_error=error[:2000],
+                    consecutive_failures=t.c.consecutive_failures + 1,
+                )
+                .returning(t.c.consecutive_failures)
+            )
+            if failures is not None and failures >= CIRCUIT_THRESHOLD:
+                await s.execute(
+                    update(t)
+                    .where(t.c.id == inst.id)
+                    .values(circuit_open_until=now + circuit_delay(failures))
+                )
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            async with self.ctx.db.transaction() as s:
+                await s.execute(
+                    self._upsert(s),
+                    [self._row(h, at, n) for h, (at, n) in sorted(pending.items())],
+                )
+        except BaseException:
+            for host, (at, n) in pending.items():  # keep them for the next try
+                _, later = self._pending.get(host, (at, 0))
+                self._pending[host] = (self._pending.get(host, (at, 0))[0], n + later)
+            raise
+
+    async def close(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        await self.flush()
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.delay)
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - statistics: log, never fail a delivery
+            log.exception("recording delivery successes failed")
+
+    @staticmethod
+    def _row(host: str, at: datetime, count: int) -> dict[str, Any]:
+        return dict(
+            host=host,
+            policy="default",
+            policy_reason="",
+            first_seen_at=at,
+            last_success_at=at,
+            delivered=count,
+        )
+
+    @staticmethod
+    def _upsert(s: Any) -> Any:
+        """A success: the host's row created if new, its streak over, its count up."""
+        t = Instance.__table__
+        insert_ = postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert_(t)
+        return stmt.on_conflict_do_update(
+            index_elements=["host"],
+            set_=dict(
+                last_success_at=stmt.excluded.last_success_at,
+                consecutive_failures=0,
+                circuit_open_until=None,
+                delivered=t.c.delivered + stmt.excluded.delivered,
+            ),
+        )
+
+
 async def deliver(ctx: NodeContext, fed: Federation, job: Job) -> None:
     inbox = job.payload["inbox"]
     host = host_of(inbox)
@@ -102,6 +221,9 @@ async def deliver(ctx: NodeContext, fed: Federation, job: Job) -> None:
     now = utcnow()
     if instance is not None and instance.circuit_open_until and instance.circuit_open_until > now:
         raise RetryLater(instance.circuit_open_until, f"circuit open for {host}")
+    streak = instance is not None and (
+        instance.consecutive_failures > 0 or instance.circuit_open_until is not None
+    )
 
     sem = fed.host_limits.setdefault(host, asyncio.Semaphore(HOST_CONCURRENCY))
     async with sem:
@@ -110,72 +232,21 @@ async def deliver(ctx: NodeContext, fed: Federation, job: Job) -> None:
                 inbox, outgoing.payload, outgoing.key_id, outgoing.private_pem
             )
         except FetchFailed as e:
-            await _record(ctx, host, ok=False, error=e.detail)
+            await fed.health.failure(host, e.detail)
             raise
     if 200 <= status < 300:
-        await _record(ctx, host, ok=True)
+        await fed.health.success(host, streak_over=streak)
         return
     if status == 410:
-        await _record(ctx, host, ok=True)
+        await fed.health.success(host, streak_over=streak)
         await _forget_inbox_owner(ctx, inbox)
         return
     error = f"HTTP {status}: {text[:300]}"
     if 400 <= status < 500 and status not in RETRYABLE_4XX:
-        await _record(ctx, host, ok=True)  # the host is up; it refused this one
+        await fed.health.success(host, streak_over=streak)  # the host is up; it refused this one
         raise PermanentFailure(error)
-    await _record(ctx, host, ok=False, error=error)
+    await fed.health.failure(host, error)
     raise RuntimeError(error)
-
-
-async def _record(ctx: NodeContext, host: str, *, ok: bool, error: str | None = None) -> None:
-    """How delivery to `host` is going, for the circuit breaker and the console.
-
-    Atomic statements, not read-modify-write: several deliveries to one host
-    (and, on PostgreSQL, several workers) finish at once. A success is one
-    upsert, since it is what almost every delivery ends with."""
-    now = utcnow()
-    t = Instance.__table__
-    async with ctx.db.transaction() as s:
-        if ok:
-            insert_ = postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert
-            await s.execute(
-                insert_(t)
-                .values(
-                    host=host.lower(),
-                    policy="default",
-                    policy_reason="",
-                    first_seen_at=now,
-                    last_success_at=now,
-                    delivered=1,
-                )
-                .on_conflict_do_update(
-                    index_elements=["host"],
-                    set_=dict(
-                        last_success_at=now,
-                        consecutive_failures=0,
-                        circuit_open_until=None,
-                        delivered=t.c.delivered + 1,
-                    ),
-                )
-            )
-            return
-        inst = await get_instance(s, host)
-        failures = await s.scalar(
-            update(t)
-            .where(t.c.id == inst.id)
-            .values(
-                last_failure_at=now,
-                last_error=(error or "")[:2000],
-                consecutive_failures=t.c.consecutive_failures + 1,
-            )
-            .returning(t.c.consecutive_failures)
-        )
-        if failures is not None and failures >= CIRCUIT_THRESHOLD:
-            await s.execute(
-                update(t)
-                .where(t.c.id == inst.id)
-                .values(circuit_open_until=now + circuit_delay(failures))
-            )
 
 
 async def _forget_inbox_owner(ctx: NodeContext, inbox: str) -> None:
