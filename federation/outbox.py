@@ -20,7 +20,7 @@ from node.models import Actor, Comment, Event, Follow, Like, Play, Release, Trac
 
 from .models import OutboxItem
 from .objects import comment_to_ap, document, event_to_ap, release_post, release_to_ap, track_to_ap
-from .vocab import PUBLIC, with_context
+from .vocab import PUBLIC, host_of, with_context
 
 DELIVERY_ATTEMPTS = 16  # with the 6 h backoff cap: about three days of retries
 
@@ -352,3 +352,37 @@ def register_outbox(ctx: NodeContext) -> None:
                 **_followers_audience(actor),
             }
             await send(ctx, session, actor, activity, inboxes)
+
+    @bus.on("report.created")
+    async def on_report(session: AsyncSession, e: DomainEvent) -> None:
+        """Forward a local report about remote actors or objects to their nodes, as a
+        Flag from the node's own actor (Mastodon's convention: the reporter stays private)."""
+        from node.models import Report
+
+        report = await session.get(Report, e.payload["report_id"])
+        if report is None or report.origin_host is not None:
+            return  # it came from elsewhere; nothing to forward
+        node_actor = await session.scalar(select(Actor).where(Actor.uri == ctx.urls.node_actor()))
+        if node_actor is None:
+            return
+        by_host: dict[str, list[str]] = {}
+        for uri in report.target_uris:
+            host = host_of(uri)
+            if host and host != ctx.domain.lower():
+                by_host.setdefault(host, []).append(uri)
+        for host, targets in by_host.items():
+            author = await author_of(session, targets[0])
+            inbox = None
+            if author is not None and not author.local:
+                inbox = author.shared_inbox_url or author.inbox_url
+            if not inbox:
+                continue
+            activity = {
+                "id": f"{report.uri}/{host}",
+                "type": "Flag",
+                "actor": node_actor.uri,
+                "object": targets + ([author.uri] if author.uri not in targets else []),
+                "content": report.reason,
+                "to": [author.uri],
+            }
+            await send(ctx, session, node_actor, activity, [inbox], public=False)

@@ -143,3 +143,43 @@ async def test_a_nodes_own_listings_show_only_its_own_catalogue(network):
     # ...but the remote artist's own page on Queens shows what Queens knows of them.
     _, theirs = await api(queens, "GET", f"/api/v1/artists/jay@{brooklyn.ctx.domain}/releases")
     assert [r["title"] for r in theirs["items"]] == ["Over"]
+
+
+async def test_a_report_about_a_remote_track_reaches_its_node_as_a_flag(network):
+    from node.models import Report
+
+    brooklyn, queens = await network(2)
+    await brooklyn.user("jay", "artist")
+    await queens.user("rosa")
+    _, t = await api(brooklyn, "POST", "/api/v1/tracks", "jay", json={"title": "Loud"})
+    _, rel = await api(
+        brooklyn, "POST", "/api/v1/releases", "jay", json={"title": "Noise", "tracks": [t["uuid"]]}
+    )
+    await api(brooklyn, "POST", f"/api/v1/releases/{rel['uuid']}/publish", "jay")
+    # Queens learns of the track when Rosa plays it, then she reports it.
+    started = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    status, _ = await api(
+        queens,
+        "POST",
+        "/api/v1/plays",
+        "rosa",
+        json={"track": t["uri"], "started_at": started, "ms_listened": 60_000},
+    )
+    assert status == 201
+    status, _ = await api(
+        queens,
+        "POST",
+        "/api/v1/reports",
+        "rosa",
+        json={"targets": [t["uri"]], "reason": "not music"},
+    )
+    assert status == 201
+
+    async def flagged():
+        async with brooklyn.ctx.db.read_session() as s:
+            return (await s.scalars(select(Report))).all()
+
+    reports = await eventually(flagged)
+    assert reports[0].origin_host == queens.ctx.domain.lower()
+    assert t["uri"] in reports[0].target_uris and reports[0].reason == "not music"
+    assert "rosa" not in reports[0].reporter_uri  # the reporter stays private to her node
