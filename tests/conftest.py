@@ -72,11 +72,20 @@ def databases():
     dbs.drop_all()
 
 
-def make_settings(tmp: Path, databases: Databases, *, domain: str | None = None, **extra: Any) -> Settings:
-    values = {"federation.allow_private_addresses": True, "log.format": "text", "jobs.poll_seconds": 0.2}
+def make_settings(
+    tmp: Path, databases: Databases, *, domain: str | None = None, **extra: Any
+) -> Settings:
+    values = {
+        "federation.allow_private_addresses": True,
+        "log.format": "text",
+        "jobs.poll_seconds": 0.2,
+    }
     values.update(extra)
     return init_data_dir(
-        tmp, domain=domain or f"127.0.0.1:{free_port()}", database_url=databases.url_for(tmp), extra=values
+        tmp,
+        domain=domain or f"127.0.0.1:{free_port()}",
+        database_url=databases.url_for(tmp),
+        extra=values,
     )
 
 
@@ -96,7 +105,9 @@ class Node:
     def settings(self) -> Settings:
         return self.ctx.settings
 
-    async def user(self, username: str, role: str = "fan", password: str = "correct horse battery", **kw: Any) -> str:
+    async def user(
+        self, username: str, role: str = "fan", password: str = "correct horse battery", **kw: Any
+    ) -> str:
         """Create an account and return a bearer token for it."""
         from node.auth import issue_token
 
@@ -115,7 +126,9 @@ class Node:
         return await worker.run_until_idle()
 
 
-async def build_node(tmp: Path, databases: Databases, *, worker: bool = False, **extra: Any) -> Node:
+async def build_node(
+    tmp: Path, databases: Databases, *, worker: bool = False, **extra: Any
+) -> Node:
     settings = make_settings(tmp, databases, **extra)
     app = create_app(settings, worker=worker)
     await migrate(app[CTX].db)
@@ -173,8 +186,10 @@ async def network(tmp_path, databases):
     started: list[LiveNode] = []
 
     async def start(n: int = 2, **extra: Any) -> list[LiveNode]:
-        for i in range(n):
-            started.append(await start_live_node(tmp_path / f"node{len(started)}", databases, **extra))
+        for _ in range(n):
+            started.append(
+                await start_live_node(tmp_path / f"node{len(started)}", databases, **extra)
+            )
         return started[-n:]
 
     yield start
