@@ -47,13 +47,25 @@ import time
 from collections import Counter
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from node.context import NodeContext
 from node.models import Job, utcnow
+from node.models.base import UTCDateTime
 
 from .models import InboxItem, Instance
 from .policy import allows, get_instance
@@ -297,7 +309,35 @@ class Intake:
             i = first[activity_id]
             results[i] = "accepted"
             per_host[rows[i]["host"]] += 1
-        conn.execute(insert(jobs), [_job_row(item_id, now) for item_id, _ in stored])
+        # The jobs come from the rows just stored, in one INSERT ... SELECT: the
+        # same values `node.jobs.enqueue` writes, with the constants bound once
+        # per batch rather than converted once per row.
+        conn.execute(
+            insert(jobs).from_select(
+                [
+                    jobs.c.kind,
+                    jobs.c.payload,
+                    jobs.c.state,
+                    jobs.c.state_changed_at,
+                    jobs.c.next_attempt_at,
+                    jobs.c.priority,
+                    jobs.c.max_attempts,
+                    jobs.c.attempts,
+                    jobs.c.created_at,
+                ],
+                select(
+                    literal(INBOX_JOB),
+                    _json_object(conn.dialect.name, "item", items.c.id),
+                    literal("queued"),
+                    literal(now, UTCDateTime()),
+                    literal(now, UTCDateTime()),
+                    literal(INBOX_JOB_PRIORITY),
+                    literal(INBOX_JOB_ATTEMPTS),
+                    literal(0),
+                    literal(now, UTCDateTime()),
+                ).where(items.c.id.in_([item_id for item_id, _ in stored])),
+            )
+        )
         conn.execute(
             update(instances)
             .where(instances.c.host == bindparam("h"))
@@ -337,6 +377,12 @@ class Intake:
 def _is_busy(err: sqlite3.OperationalError) -> bool:
     code = getattr(err, "sqlite_errorname", "")
     return code.startswith("SQLITE_BUSY") or "database is locked" in str(err)
+
+
+def _json_object(dialect: str, key: str, value: Any) -> Any:
+    """`{"key": value}` built by the database, for a JSON column."""
+    build = func.json_build_object if dialect == "postgresql" else func.json_object
+    return build(literal_column(f"'{key}'"), value)
 
 
 def _job_row(item_id: int, now: Any) -> dict[str, Any]:
