@@ -288,8 +288,7 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
             assert artist["borough"] == spec.borough
             assert artist["genres"] and artist["summary"] and artist["links"]
             assert artist["acct"].endswith(f"@127.0.0.1:{base + i}")
-        # Published releases of several kinds, each with timed tracks; the
-        # other nodes' new releases are listed too (they crossed over).
+        # Published releases of several kinds, each with timed tracks.
         own = [r for r in node["releases"] if r["local"]]
         assert len(own) >= 2 * len(spec.artists)
         assert {r["kind"] for r in own} >= {"album"}
@@ -298,11 +297,9 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
             assert release["tracks"]
             assert all(t["duration_ms"] > 60_000 for t in release["tracks"])
         assert any(len(r["tracks"]) >= 6 for r in own)
-        assert {r["artist"]["acct"] for r in node["releases"] if not r["local"]} == {
-            f"{headliner(other).handle}@127.0.0.1:{base + j}"
-            for j, other in enumerate(node_specs(3))
-            if j != i
-        }
+        # The node's own listing shows its own catalogue only; what crossed
+        # over from the other nodes is in fans' feeds (checked below).
+        assert all(r["local"] for r in node["releases"])
         # Upcoming events at the borough's venues, with a lineup and a price in cents.
         assert len(node["events"]) >= 3
         for event in node["events"]:
