@@ -95,6 +95,7 @@ class Intake:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._sync_engine: Engine | None = None
+        self._closing = False
         self.batches = 0  # transactions and the rows they stored: for tests and metrics
         self.rows = 0
 
@@ -143,16 +144,19 @@ class Intake:
         return await fut
 
     async def close(self) -> None:
-        """Write what is queued, then stop (the app is shutting down)."""
-        while self._queue:
+        """Write what is queued, then stop (the app is shutting down).
+
+        The writer task is asked to finish rather than cancelled: cancelled
+        between taking a batch and answering it, it would leave requests
+        waiting on rows that were never written."""
+        self._closing = True
+        if self._task is not None and not self._task.done():
+            assert self._wake is not None
+            self._wake.set()
+            await self._task
+        self._task = None
+        while self._queue:  # queued with no task to write them (not expected)
             await self._flush()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
             self._sync_engine = None
@@ -161,6 +165,8 @@ class Intake:
         assert self._wake is not None
         while True:
             if not self._queue:
+                if self._closing:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
             await self._flush()
