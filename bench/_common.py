@@ -173,6 +173,7 @@ class LoadResult:
     statuses: dict[int, int]
     latencies: list[float]
     answers: dict[str, int] = field(default_factory=dict)  # post_load's `classify` counts
+    warmup: LoadResult | None = None  # post_load's uncounted first posts
 
     @property
     def rps(self) -> float:
@@ -263,42 +264,52 @@ async def post_load(
     concurrency: int = 64,
     max_seconds: float = 120.0,
     classify: Callable[[int, bytes], str] | None = None,
+    warmup: int = 0,
 ) -> LoadResult:
     """Send each of `posts` once, `concurrency` in flight, bounded by `max_seconds`.
 
     Unlike `load` nothing is cycled: each body is sent exactly once (an inbox
     dedupes by activity id, so repeats would measure something else).
     `classify(status, body)` names an answer, counted in `LoadResult.answers`.
+    The first `warmup` posts are sent on the same connections but not
+    counted: opening the connections is not what is measured.
     """
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
-    statuses: Counter = Counter()
-    answers: Counter = Counter()
-    latencies: list[float] = []
-    todo = iter(posts)
-    deadline = time.perf_counter() + max_seconds
 
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
 
-        async def worker() -> None:
-            for post in todo:
-                if time.perf_counter() > deadline:
-                    return
-                t0 = time.perf_counter()
-                try:
-                    async with http.post(post.path, data=post.body, headers=post.headers) as r:
-                        body = await r.read()
-                        statuses[r.status] += 1
-                        if classify is not None:
-                            answers[classify(r.status, body)] += 1
-                except (TimeoutError, aiohttp.ClientError):
-                    statuses[0] += 1
-                latencies.append(time.perf_counter() - t0)
+        async def drive(batch: Sequence[Post]) -> LoadResult:
+            statuses: Counter = Counter()
+            answers: Counter = Counter()
+            latencies: list[float] = []
+            todo = iter(batch)
+            deadline = time.perf_counter() + max_seconds
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return LoadResult(len(latencies), elapsed, dict(statuses), latencies, dict(answers))
+            async def worker() -> None:
+                for post in todo:
+                    if time.perf_counter() > deadline:
+                        return
+                    t0 = time.perf_counter()
+                    try:
+                        async with http.post(post.path, data=post.body, headers=post.headers) as r:
+                            body = await r.read()
+                            statuses[r.status] += 1
+                            if classify is not None:
+                                answers[classify(r.status, body)] += 1
+                    except (TimeoutError, aiohttp.ClientError):
+                        statuses[0] += 1
+                    latencies.append(time.perf_counter() - t0)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - start
+            return LoadResult(len(latencies), elapsed, dict(statuses), latencies, dict(answers))
+
+        warmed = await drive(posts[:warmup]) if warmup else None
+        result = await drive(posts[warmup:])
+        result.warmup = warmed
+        return result
 
 
 # ---- a node to measure ------------------------------------------------------------
