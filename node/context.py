@@ -70,6 +70,7 @@ class NodeContext:
         """Enqueue a job in `session`'s transaction and wake the worker when it commits."""
         from .jobs import enqueue
 
+        kw.setdefault("max_attempts", self.settings.jobs.max_attempts)
         return await enqueue(session, kind, payload, wake=lambda: self.wake_worker(), **kw)
 
     @property

@@ -56,7 +56,6 @@ async def errors_middleware(request: web.Request, handler):
             return await request.config_dict[HTML_ERROR](
                 request, exc.status, exc.reason, exc.text or exc.reason
             )
-        err = NodeError(exc.reason)
         body = {
             "type": "about:blank",
             "title": exc.reason,
@@ -65,7 +64,6 @@ async def errors_middleware(request: web.Request, handler):
             "instance": request.path,
         }
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        del err
         return web.json_response(
             body, status=exc.status, content_type="application/problem+json", headers=headers
         )
