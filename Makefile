@@ -30,6 +30,9 @@ demo: install
 	$(VENV)/bin/nycmg demo
 
 bench: install
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  (command -v apt-get >/dev/null && apt-get install -y -q nginx-light >/dev/null) || \
+	  echo "bench.stream: nginx missing (apt-get install nginx-light); its anchor is skipped"
 	@for m in $$(ls bench/*.py | xargs -n1 basename | sed 's/\.py$$//' | grep -v '^_'); do \
 	  echo "== bench.$$m"; $(PY) -m bench.$$m --quick || exit 1; done
 

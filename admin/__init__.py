@@ -42,6 +42,22 @@ callers get 401 problem+json. Below the required role: 403.
 | GET  /admin/reports/{id}                                  | 403 | 403    | yes     | yes   |
 | POST /admin/reports/{id}/resolve                          | 403 | 403    | yes     | yes   |
 | POST /admin/reports/{id}/dismiss                          | 403 | 403    | yes     | yes   |
+| GET  /admin/live                                          | 403 | 403    | yes     | yes   |
+| POST /admin/live/end                                      | 403 | 403    | yes     | yes   |
+| GET  /admin/devices                                       | 403 | 403    | yes     | yes   |
+| GET  /admin/devices/{id}                                  | 403 | 403    | yes     | yes   |
+| POST /admin/devices  (register)                           | 403 | 403    | 403     | yes   |
+| POST /admin/devices/{id}/{revoke,quarantine,release}      | 403 | 403    | 403     | yes   |
+| POST /admin/held-plays/{id}/release                       | 403 | 403    | 403     | yes   |
+| GET  /admin/clearing                                      | 403 | 403    | yes     | yes   |
+| POST /admin/clearing/{run,reissue}                        | 403 | 403    | 403     | yes   |
+| POST /admin/clearing/transfers/{pay,confirm}              | 403 | 403    | 403     | yes   |
+| POST /admin/clearing/payouts/{run,paid}                   | 403 | 403    | 403     | yes   |
+| POST /admin/clearing/grants  (propose)                    | 403 | 403    | 403     | yes   |
+| POST /admin/clearing/grants/decide                        | 403 | 403    | yes     | yes   |
+| GET  /admin/royalties, /admin/royalties/held               | 403 | 403    | yes     | yes   |
+| POST /admin/royalties/{close,release-play,licences}       | 403 | 403    | 403     | yes   |
+| POST /admin/royalties/subscriptions/grant                 | 403 | 403    | 403     | yes   |
 | GET  /admin/static/admin.css                              | anyone (the stylesheet) |
 
 Why: curators moderate what the node shows, so they see the people on it
@@ -65,10 +81,15 @@ from node.errors import NodeError
 
 from . import (  # noqa: F401 - each module declares its pages
     audit,
+    clearing,
     dashboard,
+    devices,
     federation,
     jobs,
+    live,
+    media,
     reports,
+    royalties,
     users,
 )
 from .console import CONSOLE, Section, View, authorize

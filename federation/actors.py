@@ -44,6 +44,10 @@ def actor_to_ap(
         doc["icon"] = {"type": "Image", "url": actor.avatar_url}
     if actor.is_artist:
         doc["nycmg:artist"] = True
+    if actor.local and actor.uri == ctx.urls.node_actor() and "assertion_method" in ctx.extras:
+        # The node's Ed25519 clearing key as a Multikey (FEP-521a), installed by
+        # royalties' setup: statements and settlements are verified against it.
+        doc["assertionMethod"] = ctx.extras["assertion_method"]
     if profile is not None:
         doc["borough"] = profile.borough
         doc["genres"] = list(profile.genres)

@@ -48,10 +48,16 @@ def create_app(settings: Settings, *, worker: bool | None = None) -> web.Applica
 
     # Subsystems and the surfaces. Imported here, the one place allowed to.
     import admin
+    import detection
     import federation
+    import media
+    import royalties
     import web as site
 
     federation.setup(app)
+    media.setup(app)
+    royalties.setup(app)
+    detection.setup(app)
     site.setup(app)
     # The sub-app owns "/admin/..."; "/admin" alone must still find it.
     app.router.add_get("/admin", _to_console, name="admin.root")

@@ -110,7 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, help="where the demo nodes live (default: a temporary folder)"
     )
     p.add_argument("--seed-only", action="store_true", help="seed, print, and exit (for tests)")
+    _subsystem_commands(sub)
     return parser
+
+
+def _subsystem_commands(sub: Any) -> None:
+    """Subsystems add their commands (`import`, `royalties`, `device`...) here.
+
+    Each `SUBSYSTEM.cli.register(sub, commands, parser_class)` adds its parsers
+    and its `(command, subcommand) -> handler` entries; the composition root is
+    the one place that knows them all.
+    """
+    import detection.cli
+    import media.cli
+    import royalties.cli
+
+    for module in (media.cli, royalties.cli, detection.cli):
+        module.register(sub, COMMANDS, _Parser)
 
 
 def main(argv: list[str] | None = None) -> int:

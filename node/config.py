@@ -156,6 +156,61 @@ SETTINGS: list[Setting] = [
     # media
     Setting("media", "storage", "local", "`local` (DATA/media) or `s3`."),
     Setting("media", "max_upload_bytes", 524_288_000, "Largest audio upload, in bytes.", int),
+    Setting(
+        "media", "max_duration_seconds", 7200, "Longest audio accepted (uploads, imports).", int
+    ),
+    Setting(
+        "media",
+        "transcode_processes",
+        2,
+        "Worker processes that decode and transcode audio (0: one per CPU).",
+        int,
+    ),
+    Setting(
+        "media", "transcode_attempts", 3, "Tries of a track's transcode before it is failed.", int
+    ),
+    # media: storage backend and delivery (media/storage.py, media/streaming.py)
+    Setting("media", "s3_endpoint", "", "S3-compatible endpoint URL; empty means AWS."),
+    Setting("media", "s3_bucket", "", "Bucket holding the media when `media.storage` is s3."),
+    Setting("media", "s3_region", "us-east-1", "Region of the S3 bucket."),
+    Setting("media", "s3_access_key", "", "Access key id for the S3 bucket."),
+    Setting("media", "s3_secret_key", "", "Secret access key for the S3 bucket."),
+    Setting(
+        "media",
+        "s3_presign",
+        True,
+        "Redirect listeners to presigned S3 URLs; off means the node proxies the bytes.",
+        bool,
+    ),
+    Setting(
+        "media",
+        "x_accel_prefix",
+        "",
+        "Internal nginx location mapped to DATA/media (e.g. /_media/); set it to let nginx "
+        "send local media files via X-Accel-Redirect.",
+    ),
+    Setting(
+        "media",
+        "signed_urls",
+        False,
+        "Require expiring HMAC-signed stream URLs (?exp=&sig=) for every stream.",
+        bool,
+    ),
+    Setting("media", "signed_url_seconds", 21600, "Lifetime of a signed stream URL.", int),
+    Setting(
+        "media",
+        "proxy_remote",
+        False,
+        "Stream remote tracks through this node (cached in DATA/media) instead of redirecting.",
+        bool,
+    ),
+    Setting(
+        "media",
+        "remote_max_bytes",
+        209_715_200,
+        "Largest remote audio file this node will fetch and cache, in bytes.",
+        int,
+    ),
     # royalties
     Setting("royalties", "currency", "USD", "Currency of subscriptions on this node (ISO 4217)."),
     Setting("royalties", "clearing_house", "", "Actor URI of the clearing-house node."),
@@ -170,9 +225,135 @@ SETTINGS: list[Setting] = [
         int,
     ),
     Setting("royalties", "provider", "ledger", "`ledger` or `stripe`."),
+    # clearing, billing and payouts
+    Setting("stripe", "secret_key", "", "Stripe secret API key (provider `stripe`)."),
+    Setting(
+        "stripe",
+        "webhook_secret",
+        "",
+        "Signing secret of the webhook endpoint `/api/v1/billing/stripe/webhook`.",
+    ),
+    Setting("stripe", "api_base", "https://api.stripe.com", "Stripe API base URL."),
+    Setting("stripe", "price", "", "Stripe Price id of the monthly subscription."),
+    Setting(
+        "clearing",
+        "listen_grace_seconds",
+        120.0,
+        "How long a statement waits for Listens still on their way before a line is disputed.",
+        float,
+    ),
+    Setting(
+        "payouts",
+        "threshold_minor",
+        2000,
+        "An artist is paid out once their balance reaches this, in minor units.",
+        int,
+    ),
+    Setting(
+        "royalties",
+        "min_play_ms",
+        30000,
+        "Milliseconds a play must last to qualify for royalties.",
+        int,
+    ),
+    Setting(
+        "royalties",
+        "daily_track_cap",
+        10,
+        "Qualified plays of one track by one listener per UTC day; more are not paid.",
+        int,
+    ),
+    Setting(
+        "royalties",
+        "zero_play_to",
+        "foundation",
+        "Where a subscriber's fee goes when they played nothing: `foundation` or `pro_rata` "
+        "(spread over every artist by plays).",
+    ),
+    # detection devices (detection/devices.py, batches.py, plays.py, fraud.py)
+    Setting("detection", "max_batch_items", 1000, "Most items one device batch may carry.", int),
+    Setting(
+        "detection", "max_batch_bytes", 8_388_608, "Largest device batch body, in bytes.", int
+    ),
+    Setting(
+        "detection",
+        "max_skew_seconds",
+        300,
+        "How far a device's signed Date may be from the node's clock (plus 5 min of grace back).",
+        int,
+    ),
+    Setting(
+        "detection",
+        "max_item_age_hours",
+        168,
+        "Oldest captured window a device may still upload (it buffers while offline).",
+        int,
+    ),
+    Setting(
+        "detection",
+        "play_gap_seconds",
+        30,
+        "Matches of one track from one device closer than this form one venue play.",
+        int,
+    ),
+    Setting(
+        "detection", "max_plays_per_hour", 40, "Venue plays per device per hour before holds.", int
+    ),
+    Setting(
+        "detection",
+        "max_repeats",
+        6,
+        "Plays of one track by one device within 3 hours before further ones are held (loops).",
+        int,
+    ),
+    Setting(
+        "detection",
+        "match_rate_drift",
+        0.4,
+        "Held when a batch's match rate departs this far (0-1) from the device's history.",
+        float,
+    ),
+    Setting(
+        "detection",
+        "auto_quarantine",
+        True,
+        "Quarantine a device automatically after too many held plays in a day.",
+        bool,
+    ),
+    Setting(
+        "detection",
+        "quarantine_after_holds",
+        25,
+        "Held plays of one device within 24 hours that quarantine it (with auto_quarantine).",
+        int,
+    ),
+    # live
+    Setting(
+        "live",
+        "ice_servers",
+        [],
+        "ICE servers for live sessions (`stun:host:port` or `turn:user:pass@host:port`); "
+        "sent to WHIP/WHEP clients as `Link` headers. Empty: host candidates only, no public STUN.",
+        list,
+    ),
+    Setting("live", "max_viewers", 500, "Most viewers one live session serves at once.", int),
+    Setting(
+        "live", "viewer_queue", 8, "Encoded frames queued per viewer before the oldest drop.", int
+    ),
+    Setting("live", "chat_rate_count", 5, "Chat messages a fan may send per window.", int),
+    Setting("live", "chat_rate_seconds", 10.0, "The chat rate-limit window, in seconds.", float),
+    Setting("live", "chat_history", 50, "Chat messages a late joiner is shown.", int),
+    Setting("live", "chat_max_chars", 500, "Longest chat message, in characters.", int),
+    Setting(
+        "live", "record_default", False, "Record sessions (audio) into draft tracks by default.", bool
+    ),
+    Setting(
+        "live", "max_record_seconds", 14_400, "Longest recording kept from one session.", int
+    ),
 ]
 
 _BY_DOTTED = {s.dotted: s for s in SETTINGS}
+_SECTIONS = frozenset(s.section for s in SETTINGS)
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -211,15 +392,19 @@ def _coerce(setting: Setting, value: Any, origin: str) -> Any:
 
 
 class Section:
-    """Attribute access to one section's values (`settings.node.domain`)."""
+    """Attribute access to one section's values (`settings.node.domain`).
+
+    A view on the settings' own dict, so reading a setting on a hot path is
+    one lookup, not a copy of the section."""
 
     def __init__(self, name: str, values: dict[str, Any]) -> None:
         self._name = name
+        self._prefix = name + "."
         self._values = values
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return self._values[key]
+            return self._values[self._prefix + key]
         except KeyError:
             raise AttributeError(f"no setting {self._name}.{key}") from None
 
@@ -232,11 +417,9 @@ class Settings:
     def __getattr__(self, section: str) -> Section:
         if section.startswith("_") or section in ("data_dir", "values"):
             raise AttributeError(section)
-        prefix = section + "."
-        sub = {k[len(prefix) :]: v for k, v in self.values.items() if k.startswith(prefix)}
-        if not sub:
+        if section not in _SECTIONS:
             raise AttributeError(f"no settings section {section!r}")
-        return Section(section, sub)
+        return Section(section, self.values)
 
     def get(self, dotted: str) -> Any:
         return self.values[dotted]

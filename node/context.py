@@ -6,7 +6,7 @@ services never reach into aiohttp's request or app.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,6 +63,9 @@ class NodeContext:
     wake_worker: Callable[[], None] = lambda: None
     extras: dict[str, Any] = field(default_factory=dict)
     directory: Directory | None = None
+    # Set by media: `await upload_inspector(filename, mime, data)` decodes an upload
+    # before anything is stored and returns what it found (or raises a NodeError).
+    upload_inspector: Callable[[str, str, bytes], Awaitable[dict[str, Any]]] | None = None
 
     async def enqueue(
         self, session: Any, kind: str, payload: dict[str, Any] | None = None, **kw: Any

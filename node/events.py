@@ -49,7 +49,14 @@ EVENT_NAMES = {
     "announce.created",
     "announce.undone",
     "report.created",
+    # media: a track's audio is transcoded and playable (payload: track_id, uri)
+    "track.ready",
 }
+
+
+def declare_events(*names: str) -> None:
+    """Let a subsystem add the names of events it emits itself (called from its setup)."""
+    EVENT_NAMES.update(names)
 
 
 @dataclass(frozen=True)

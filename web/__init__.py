@@ -11,7 +11,21 @@ from aiohttp import web
 
 from node.appkeys import CTX, HTML_ERROR
 
-from . import accounts, artist_page, cache, objects, pages, search, social
+from . import (
+    accounts,
+    artist_page,
+    cache,
+    earnings_pages,
+    live_pages,
+    objects,
+    pages,
+    player,
+    search,
+    social,
+    studio,
+    subsonic_page,
+    venue_pages,
+)
 from .errors import html_error
 from .render import ENV, STATIC, build_environment
 
@@ -33,6 +47,14 @@ def setup(app: web.Application) -> None:
     search.setup_routes(app)
     accounts.setup_routes(app)
     social.setup(app)
+    # Subsystem pages: the artist's studio (uploads), the player, royalties
+    # (fans' and artists' money pages, transparency), venues, live.
+    studio.setup(app)
+    player.setup(app)
+    earnings_pages.setup(app)
+    venue_pages.setup(app)
+    live_pages.setup(app)
+    subsonic_page.setup(app)  # /me/subsonic: Subsonic password and API keys
     app.router.add_static("/static", STATIC, name="web.static", follow_symlinks=False)
     app.on_response_prepare.append(_static_cache_headers)
     app[ENV] = build_environment(app)

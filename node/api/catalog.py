@@ -46,7 +46,7 @@ ReleasePatch = Schema(
 ReleasePatch.fields["title"] = F("title", max_len=200)
 TrackIn = Schema(
     "TrackCreate",
-    F("title", required=True, max_len=200),
+    F("title", max_len=200, description="required; with an uploaded file it defaults to its tags"),
     F("release", "uuid", description="add to this release"),
     F("duration_ms", "int", min=1, max=24 * 3600 * 1000),
     F("isrc", "isrc"),
@@ -278,8 +278,15 @@ async def list_tracks(call: Call):
 )
 async def create_track(call: Call):
     upload = call.files.get("file")
+    inspected = None
+    if upload is not None and call.ctx.upload_inspector is not None:
+        # Decoded before the transaction opens: nothing is stored for a bad file,
+        # and no write lock is held while it decodes.
+        inspected = await call.ctx.upload_inspector(*upload)
     async with call.ctx.db.transaction() as s:
-        track = await catalog.create_track(call.ctx, s, call.account, call.body, upload)
+        track = await catalog.create_track(
+            call.ctx, s, call.account, call.body, upload, inspected=inspected
+        )
         await s.refresh(track, ["release"])
         return track_json(track)
 
@@ -287,7 +294,21 @@ async def create_track(call: Call):
 @API.route("GET", "/api/v1/tracks/{uuid}", name="api.track", summary="One track", tag="tracks")
 async def get_track(call: Call):
     async with call.ctx.db.read_session() as s:
-        return track_json(await catalog.get_track(s, call.path("uuid"), call.account))
+        track = await catalog.get_track(s, call.path("uuid"), call.account)
+        return {**track_json(track), **media_status(track, call.account)}
+
+
+def media_status(track, account) -> dict:
+    """What the media pipeline made of the master: formats when ready; for the
+    artist (and curators) also the last error and how many tries it took."""
+    media = track.media or {}
+    out = {
+        "formats": sorted((media.get("files") or {}).keys()),
+        "loudness_lufs": media.get("loudness_lufs"),
+    }
+    if catalog.can_see(account, track.artist_id):
+        out["processing"] = {"error": media.get("error"), "attempts": media.get("attempts", 0)}
+    return out
 
 
 @API.route(

@@ -261,7 +261,7 @@ async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO)
         lines += [f"  {note}" for note in network.notes]
     lines += [
         "",
-        "In progress (not in this demo yet): audio, venue devices, live sessions and royalties.",
+        "In progress (not in this demo yet): audio, live sessions and royalties.",
         "",
     ]
     out.write("\n".join(lines) + "\n")

@@ -8,7 +8,13 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
-from .across import follow_across, play_remote_tracks, publish_crossover
+from .across import (
+    close_and_clear,
+    follow_across,
+    play_remote_tracks,
+    publish_crossover,
+    venue_devices,
+)
 from .data import ADJ, NOUN, node_fans, release_title
 from .model import (
     ADMIN,
@@ -243,6 +249,8 @@ NETWORK_STEPS: list[tuple[str, NetworkStep]] = [
     ("follows", follow_across),
     ("crossover", publish_crossover),
     ("plays", play_remote_tracks),
+    ("venue devices", venue_devices),
+    ("royalties", close_and_clear),
 ]
 NETWORK_MARKER = "network.json"
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -287,12 +288,17 @@ async def create_track(
     account: Account,
     values: dict[str, Any],
     upload: tuple[str, str, bytes] | None = None,
+    inspected: dict[str, Any] | None = None,
 ) -> Track:
     """Create a track's metadata, with its master if one was uploaded.
 
     The master is kept as sent (content-addressed under DATA/uploads) and
     `track.uploaded` is emitted; the media pipeline takes it from there.
+    `inspected` is what `ctx.upload_inspector` found in the master (decoded
+    duration, its real type, tags): the title, ISRC and genres default to
+    its tags, and the duration is the decoded one.
     """
+    values = _with_tag_defaults(values, inspected, upload)
     artist = await _artist_for(ctx, session, account, values.get("artist"))
     release = None
     if values.get("release"):
@@ -330,9 +336,15 @@ async def create_track(
             tmp.write_bytes(data)
             tmp.replace(path)
         track.original_path = str(path.relative_to(ctx.settings.data_dir))
-        track.original_mime = mime[:100]
+        track.original_mime = ((inspected or {}).get("mime") or mime)[:100]
         track.original_size = len(data)
         track.media = {"original_filename": Path(filename).name[:200]}
+        if inspected:
+            track.media["source"] = {
+                k: inspected[k]
+                for k in ("ext", "codec", "sample_rate", "channels", "duration_ms", "sha256")
+                if k in inspected
+            }
         track.state = "processing"
     await session.flush()
     await session.refresh(track, ["artist", "release"])
@@ -340,6 +352,28 @@ async def create_track(
     if upload is not None:
         await ctx.bus.emit(session, "track.uploaded", track_id=track.id, uri=track.uri)
     return track
+
+
+def _with_tag_defaults(
+    values: dict[str, Any], inspected: dict[str, Any] | None, upload: tuple | None
+) -> dict[str, Any]:
+    """Fill what the artist left out from the master's tags (then its file name)."""
+    values = dict(values)
+    tags = (inspected or {}).get("tags") or {}
+    if not values.get("title"):
+        # aiohttp's client percent-encodes file names; browsers send them as they are.
+        stem = unquote(Path(upload[0]).stem).strip() if upload else ""
+        title = tags.get("title") or stem[:200]
+        if not title:
+            raise ValidationFailed([{"field": "title", "message": "required"}])
+        values["title"] = title
+    if inspected:
+        values["duration_ms"] = inspected.get("duration_ms") or values.get("duration_ms")
+        if tags.get("isrc"):
+            values.setdefault("isrc", tags["isrc"])
+        if tags.get("genres"):
+            values.setdefault("genres", tags["genres"])
+    return values
 
 
 async def update_track(

@@ -28,6 +28,14 @@ STAFF_FORM = {"anonymous": 303, "fan": 403, "artist": 403, "curator": 303, "admi
 STAFF_POST = {"anonymous": 401, "fan": 403, "artist": 403, "curator": 200, "admin": 200}
 FRONT = {"anonymous": 302, "fan": 403, "artist": 403, "curator": 302, "admin": 302}
 PUBLIC = dict.fromkeys(CALLERS, 200)
+# Clearing actions on nothing (no such statement, transfer, payout, grant; not the
+# clearing house): past the role check, the admin (or curator) gets the refusal.
+ADMIN_FORM_REFUSED = {**ADMIN_FORM, "admin": 400}
+ADMIN_POST_REFUSED = {**ADMIN_POST, "admin": 400}
+ADMIN_FORM_MISSING = {**ADMIN_FORM, "admin": 404}
+ADMIN_POST_MISSING = {**ADMIN_POST, "admin": 404}
+STAFF_FORM_MISSING = {**STAFF_FORM, "curator": 404, "admin": 404}
+STAFF_POST_MISSING = {**STAFF_POST, "curator": 404, "admin": 404}
 
 MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/admin/"): FRONT,
@@ -79,6 +87,58 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/admin/reports/{id}/resolve.json"): STAFF_POST,
     ("POST", "/admin/reports/{id}/dismiss"): STAFF_FORM,
     ("POST", "/admin/reports/{id}/dismiss.json"): STAFF_POST,
+    ("GET", "/admin/live"): STAFF_PAGE,
+    ("GET", "/admin/live.json"): STAFF_JSON,
+    ("POST", "/admin/live/end"): STAFF_FORM,
+    ("POST", "/admin/live/end.json"): STAFF_POST,
+    ("GET", "/admin/devices"): STAFF_PAGE,
+    ("GET", "/admin/devices.json"): STAFF_JSON,
+    ("GET", "/admin/devices/{id}"): STAFF_PAGE,
+    ("GET", "/admin/devices/{id}.json"): STAFF_JSON,
+    ("POST", "/admin/devices"): ADMIN_FORM,
+    ("POST", "/admin/devices.json"): ADMIN_CREATE,
+    ("POST", "/admin/devices/{id}/revoke"): ADMIN_FORM,
+    ("POST", "/admin/devices/{id}/revoke.json"): ADMIN_POST,
+    ("POST", "/admin/devices/{id}/quarantine"): ADMIN_FORM,
+    ("POST", "/admin/devices/{id}/quarantine.json"): ADMIN_POST,
+    ("POST", "/admin/devices/{id}/release"): ADMIN_FORM,
+    ("POST", "/admin/devices/{id}/release.json"): ADMIN_POST,
+    ("POST", "/admin/held-plays/{id}/release"): ADMIN_FORM,
+    ("POST", "/admin/held-plays/{id}/release.json"): ADMIN_POST,
+    ("GET", "/admin/clearing"): STAFF_PAGE,
+    ("GET", "/admin/clearing.json"): STAFF_JSON,
+    ("POST", "/admin/clearing/run"): ADMIN_FORM_REFUSED,
+    ("POST", "/admin/clearing/run.json"): ADMIN_POST_REFUSED,
+    ("POST", "/admin/clearing/reissue"): ADMIN_FORM_REFUSED,
+    ("POST", "/admin/clearing/reissue.json"): ADMIN_POST_REFUSED,
+    ("POST", "/admin/clearing/transfers/pay"): ADMIN_FORM_REFUSED,
+    ("POST", "/admin/clearing/transfers/pay.json"): ADMIN_POST_REFUSED,
+    ("POST", "/admin/clearing/transfers/confirm"): ADMIN_FORM_REFUSED,
+    ("POST", "/admin/clearing/transfers/confirm.json"): ADMIN_POST_REFUSED,
+    ("POST", "/admin/clearing/payouts/run"): ADMIN_FORM,
+    ("POST", "/admin/clearing/payouts/run.json"): ADMIN_POST,
+    ("POST", "/admin/clearing/payouts/paid"): ADMIN_FORM_MISSING,
+    ("POST", "/admin/clearing/payouts/paid.json"): ADMIN_POST_MISSING,
+    ("POST", "/admin/clearing/grants"): ADMIN_FORM_MISSING,
+    ("POST", "/admin/clearing/grants.json"): ADMIN_POST_MISSING,
+    ("POST", "/admin/clearing/grants/decide"): STAFF_FORM_MISSING,
+    ("POST", "/admin/clearing/grants/decide.json"): STAFF_POST_MISSING,
+    ("GET", "/admin/media"): STAFF_PAGE,
+    ("GET", "/admin/media.json"): STAFF_JSON,
+    ("POST", "/admin/media/retry"): ADMIN_FORM_REFUSED,
+    ("POST", "/admin/media/retry.json"): ADMIN_POST_REFUSED,
+    ("GET", "/admin/royalties"): STAFF_PAGE,
+    ("GET", "/admin/royalties.json"): STAFF_JSON,
+    ("GET", "/admin/royalties/held"): STAFF_PAGE,
+    ("GET", "/admin/royalties/held.json"): STAFF_JSON,
+    ("POST", "/admin/royalties/close"): ADMIN_FORM,
+    ("POST", "/admin/royalties/close.json"): ADMIN_POST,
+    ("POST", "/admin/royalties/release-play"): ADMIN_FORM_MISSING,
+    ("POST", "/admin/royalties/release-play.json"): ADMIN_POST_MISSING,
+    ("POST", "/admin/royalties/subscriptions/grant"): ADMIN_FORM,
+    ("POST", "/admin/royalties/subscriptions/grant.json"): ADMIN_POST,
+    ("POST", "/admin/royalties/licences"): ADMIN_FORM_MISSING,
+    ("POST", "/admin/royalties/licences.json"): ADMIN_POST_MISSING,
     ("GET", "/admin/static"): PUBLIC,
 }
 
@@ -92,6 +152,23 @@ BODIES = {
     "/circuit": {},
     "/resolve": {"note": "matrix"},
     "/dismiss": {},
+    "/devices": {"venue": "Matrix Hall"},  # the venue matrix_device() makes (GETs run first)
+    "/revoke": {"reason": "matrix"},
+    "/quarantine": {"reason": "matrix"},
+    "/release": {},
+    "/live/end": {"handle": "m_target"},
+    "/clearing/run": {"period": "2026-01"},
+    "/clearing/reissue": {"statement": "https://matrix.example/statements/none"},
+    "/transfers/pay": {"transfer": "https://matrix.example/t/none", "reference": "matrix"},
+    "/transfers/confirm": {"transfer": "https://matrix.example/t/none"},
+    "/payouts/run": {},
+    "/payouts/paid": {"payout": 999999, "reference": "matrix"},
+    "/clearing/grants": {"artist": "https://matrix.example/actors/nobody", "amount": 500},
+    "/grants/decide": {"grant": 999999, "approve": True},
+    "/royalties/close": {"period": "2026-01"},
+    "/royalties/release-play": {"play": 999999},
+    "/royalties/subscriptions/grant": {"username": "m_target", "amount": 500, "currency": "USD"},
+    "/royalties/licences": {"venue": "No Such Venue", "amount": 100},
 }
 
 
@@ -158,6 +235,10 @@ async def fresh_id(node, canonical: str, dead_jobs) -> int:
 
     if canonical.startswith("/admin/jobs/"):
         return await dead_jobs()
+    if canonical.startswith(("/admin/devices/", "/admin/held-plays/")):
+        from detection.testing import matrix_device
+
+        return await matrix_device(node.ctx, held_play=canonical.startswith("/admin/held-plays/"))
     uri = f"https://{MATRIX_HOST}/{new_uuid()}"
     async with node.ctx.db.transaction() as s:
         if canonical.startswith("/admin/federation/deliveries/"):

@@ -252,9 +252,12 @@ async def test_uploading_a_master_keeps_it_and_queues_it_for_media(node):
     await node.user("jay", "artist")
     from aiohttp import FormData
 
+    from media import synth
+
+    master = synth.encode(synth.master(2), "wav")  # uploads are decoded: it must be real audio
     form = FormData()
     form.add_field("title", "Demo take")
-    form.add_field("file", b"RIFF....WAVEfmt ", filename="take.wav", content_type="audio/wav")
+    form.add_field("file", master, filename="take.wav", content_type="audio/wav")
     r = await node.client.post("/api/v1/tracks", data=form, headers=node.auth("jay"))
     assert r.status == 201, await r.text()
     track = await r.json()
@@ -266,4 +269,4 @@ async def test_uploading_a_master_keeps_it_and_queues_it_for_media(node):
     async with node.ctx.db.read_session() as s:
         row = await s.scalar(select(Track).where(Track.uuid == track["uuid"]))
     stored = node.settings.data_dir / row.original_path
-    assert stored.read_bytes() == b"RIFF....WAVEfmt "
+    assert stored.read_bytes() == master

@@ -1,0 +1,570 @@
+"""`POST /api/v1/detection/batches`: a device's signed upload of detections.
+
+The request is signed by the device's Ed25519 key with HTTP signatures
+(draft-cavage `hs2019` or RFC 9421 `ed25519`, verified by
+`federation.signatures`); the keyId is the device's URL. The signature must
+cover the body's digest and a Date within `detection.max_skew_seconds`.
+
+Body: `{batch_id, device, sent_at, items: [{seq, captured_at, duration_ms,
+fingerprint | declared}]}` where `declared` is `{"track": URI}` or
+`{"isrc": "..."}` from a DJ integration. The answer lists every item:
+`matched` (with its track and play), `unmatched`, `duplicate` (a `seq` this
+device sent before: nothing changes, the first answer's track and play are
+repeated) or `rejected` (with why, e.g. captured too long ago).
+
+Two phases keep the single SQLite writer free: fingerprints are decoded and
+matched on a read session first; then one short write transaction records
+items, joins plays (detection.plays), applies the fraud rules and updates
+the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.signatures import PublicKey, verify_request
+from node.api import API
+from node.api.routing import Call
+from node.context import NodeContext
+from node.errors import BadRequest, NodeError, PayloadTooLarge, ValidationFailed
+from node.models import Play, Track, utcnow
+from node.validation import ISRC_RE, iso, parse_datetime
+
+from . import fraud
+from .bulk import insert_many
+from .device_models import DetectionBatch, DetectionItem, Device
+from .plays import Detection, assign_plays
+
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+MAX_SEQ = 2**62
+MAX_WINDOW_MS = 10 * 60 * 1000  # a declared track may say how long it ran
+MAX_FINGERPRINT_CHARS = 200_000
+FUTURE_SLACK = timedelta(minutes=2)
+ITEM_KEYS = frozenset(("seq", "captured_at", "duration_ms", "fingerprint", "declared"))
+DECLARED_KEYS = frozenset(("track", "isrc"))
+ITEM_COLUMNS = (
+    "device_id",
+    "seq",
+    "batch_id",
+    "captured_at",
+    "duration_ms",
+    "kind",
+    "status",
+    "error",
+    "track_id",
+    "play_id",
+    "offset_ms",
+    "confidence",
+)
+
+
+class DeviceRefused(NodeError):
+    """A known device that may not upload (revoked or quarantined)."""
+
+    status = 403
+    type_slug = "device-refused"
+    title = "Device refused"
+
+
+@dataclass(slots=True)
+class Item:
+    """One parsed item of a batch."""
+
+    index: int
+    seq: int
+    captured_at: datetime
+    duration_ms: int
+    kind: str  # fingerprint | declared
+    fingerprint: str | None = None
+    declared_track: str | None = None
+    declared_isrc: str | None = None
+    status: str = "unmatched"
+    error: str | None = None
+    track_id: int | None = None
+    offset_ms: int | None = None
+    confidence: float | None = None
+
+
+@dataclass
+class Batch:
+    batch_id: str
+    device: str
+    sent_at: datetime | None
+    items: list[Item]
+
+
+# ---- parsing (pure) ------------------------------------------------------------
+
+
+def parse_batch(data: Any, *, max_items: int, now: datetime, max_age: timedelta) -> Batch:
+    """Validate a batch's shape; structural problems refuse the whole batch (422),
+    an item captured out of bounds is only that item's `rejected`."""
+    errors: list[dict[str, str]] = []
+    if not isinstance(data, dict):
+        raise ValidationFailed([{"field": "", "message": "expected a JSON object"}])
+    for key in data:
+        if key not in ("batch_id", "device", "sent_at", "items"):
+            errors.append({"field": key, "message": "unknown field"})
+    batch_id = data.get("batch_id")
+    if not isinstance(batch_id, str) or not BATCH_ID_RE.match(batch_id):
+        errors.append({"field": "batch_id", "message": "1-64 characters of A-Z a-z 0-9 . _ : -"})
+    device = data.get("device")
+    if not isinstance(device, str) or len(device) > 512:
+        errors.append({"field": "device", "message": "the device's URL"})
+    sent_at = None
+    if data.get("sent_at") is not None:
+        try:
+            sent_at = parse_datetime(data["sent_at"])
+        except ValueError as e:
+            errors.append({"field": "sent_at", "message": str(e)})
+    raw_items = data.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        errors.append({"field": "items", "message": "a non-empty list"})
+        raw_items = []
+    elif len(raw_items) > max_items:
+        raise PayloadTooLarge(f"a batch carries at most {max_items} items")
+    items: list[Item] = []
+    seen: set[int] = set()
+    for i, raw in enumerate(raw_items):
+        item = _parse_item(i, raw, errors, now, max_age)
+        if item is None:
+            continue
+        if item.seq in seen:
+            errors.append({"field": f"items[{i}].seq", "message": "repeated in this batch"})
+        seen.add(item.seq)
+        items.append(item)
+    if errors:
+        raise ValidationFailed(errors[:50])
+    return Batch(batch_id, device, sent_at, items)
+
+
+def _parse_item(
+    i: int, raw: Any, errors: list[dict[str, str]], now: datetime, max_age: timedelta
+) -> Item | None:
+    where = f"items[{i}]"  # only in errors; cheap next to the rest
+    if not isinstance(raw, dict):
+        errors.append({"field": where, "message": "expected an object"})
+        return None
+    if not ITEM_KEYS.issuperset(raw):
+        bad = next(k for k in raw if k not in ITEM_KEYS)
+        errors.append({"field": f"{where}.{bad}", "message": "unknown field"})
+        return None
+    seq, duration = raw.get("seq"), raw.get("duration_ms")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < MAX_SEQ:
+        errors.append({"field": f"{where}.seq", "message": "an integer from 0 to 2^62"})
+        return None
+    if isinstance(duration, bool) or not isinstance(duration, int):
+        errors.append({"field": f"{where}.duration_ms", "message": "an integer"})
+        return None
+    try:
+        captured = parse_datetime(raw.get("captured_at"))
+    except ValueError as e:
+        errors.append({"field": f"{where}.captured_at", "message": str(e)})
+        return None
+    fp, declared = raw.get("fingerprint"), raw.get("declared")
+    if (fp is None) == (declared is None):
+        errors.append({"field": where, "message": "carries either fingerprint or declared"})
+        return None
+    item = Item(i, seq, captured, duration, "fingerprint" if fp is not None else "declared")
+    if fp is not None:
+        if not isinstance(fp, str) or len(fp) > MAX_FINGERPRINT_CHARS:
+            errors.append({"field": f"{where}.fingerprint", "message": "an encoded fingerprint"})
+            return None
+        item.fingerprint = fp
+    else:
+        track = declared.get("track") if isinstance(declared, dict) else None
+        isrc = declared.get("isrc") if isinstance(declared, dict) else None
+        ok = isinstance(declared, dict) and DECLARED_KEYS.issuperset(declared)
+        ok = ok and (isinstance(track, str) and 0 < len(track) <= 512 or track is None)
+        ok = ok and (isinstance(isrc, str) and ISRC_RE.match(isrc.upper()) or isrc is None)
+        if not ok or (track is None and isrc is None):
+            errors.append(
+                {"field": f"{where}.declared", "message": '{"track": URI} or {"isrc": ISRC}'}
+            )
+            return None
+        item.declared_track, item.declared_isrc = track, isrc.upper() if isrc else None
+    if not 0 < duration <= MAX_WINDOW_MS:
+        item.status, item.error = "rejected", f"duration_ms must be 1 to {MAX_WINDOW_MS}"
+    elif captured > now + FUTURE_SLACK:
+        item.status, item.error = "rejected", "captured in the future"
+    elif captured < now - max_age:
+        item.status, item.error = "rejected", "captured too long ago"
+    return item
+
+
+# ---- the endpoint --------------------------------------------------------------
+
+
+async def verify_device(request: web.Request, ctx: NodeContext, body: bytes) -> Device:
+    """The device that signed this request, or a 400/401/403 problem."""
+    prefix = f"{ctx.settings.base_url}/devices/"
+    found: dict[str, Device] = {}
+
+    async def lookup(key_id: str, refresh: bool) -> PublicKey | None:
+        if not key_id.startswith(prefix):
+            return None
+        async with ctx.db.read_session() as s:
+            device = await s.scalar(select(Device).where(Device.uri == key_id))
+        if device is None:
+            return None
+        found[key_id] = device
+        return PublicKey(key_id=key_id, owner=device.uri, pem=device.public_key_pem)
+
+    verified = await verify_request(
+        request.method,
+        request.raw_path,
+        request.headers,
+        body,
+        lookup,
+        max_skew_seconds=ctx.settings.detection.max_skew_seconds,
+        scheme=ctx.settings.node.scheme,
+    )
+    device = found[verified.key_id]
+    if device.state != "active":
+        raise DeviceRefused(f"this device is {device.state}: {device.state_reason}".rstrip(": "))
+    return device
+
+
+@API.route(
+    "POST",
+    "/api/v1/detection/batches",
+    name="api.detection_batches",
+    summary="A venue device's signed batch of detections; the answer lists each item",
+    tag="detection",
+)
+async def post_batch(call: Call) -> dict[str, Any]:
+    ctx, request = call.ctx, call.request
+    limit = ctx.settings.detection.max_batch_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"a batch is at most {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"a batch is at most {limit} bytes")
+    device = await verify_device(request, ctx, body)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    s = ctx.settings.detection
+    now = utcnow()
+    batch = parse_batch(
+        data,
+        max_items=s.max_batch_items,
+        now=now,
+        max_age=timedelta(hours=s.max_item_age_hours),
+    )
+    if batch.device != device.uri:
+        raise ValidationFailed([{"field": "device", "message": "is not the signing device"}])
+    return await ingest(ctx, device.id, batch)
+
+
+# ---- ingestion -----------------------------------------------------------------
+
+
+async def ingest(ctx: NodeContext, device_id: int, batch: Batch) -> dict[str, Any]:
+    """Match the batch's items, then record them; safe to call again with the same batch."""
+    async with ctx.db.read_session() as s:
+        seen = await _seen_seqs(s, device_id, [i.seq for i in batch.items])
+    # Items sent before are answered from what was stored: no need to match them again.
+    await _match(ctx, [i for i in batch.items if i.seq not in seen])
+    listener = await _node_listener(ctx)
+    for attempt in range(2):
+        try:
+            async with ctx.db.transaction() as session:
+                return await _record(ctx, session, device_id, batch, listener)
+        except IntegrityError:
+            # The same batch raced itself (two uploads at once on PostgreSQL):
+            # the second pass finds the first one's rows and answers duplicate.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _match(ctx: NodeContext, items: list[Item]) -> None:
+    """Resolve each item to a track: fingerprints by the index, declared by URI or ISRC."""
+    pending = [i for i in items if i.status != "rejected"]
+    fps = [i for i in pending if i.kind == "fingerprint"]
+    if fps:
+        from .index import snapshot
+
+        async with ctx.db.read_session() as s:
+            postings = await snapshot(s)
+        # Decoding and voting are CPU work: off the event loop, in one go.
+        results = await asyncio.to_thread(_vote_all, postings, [i.fingerprint or "" for i in fps])
+        for item, found in zip(fps, results, strict=True):
+            if found is None:
+                item.status, item.error = "rejected", "not a valid fingerprint"
+            elif found is not False:
+                item.track_id, item.offset_ms, item.confidence = found
+    declared = [i for i in pending if i.kind == "declared"]
+    if declared:
+        uris = {i.declared_track for i in declared if i.declared_track}
+        isrcs = {i.declared_isrc for i in declared if i.declared_isrc and not i.declared_track}
+        by_uri: dict[str, int] = {}
+        by_isrc: dict[str, int] = {}
+        async with ctx.db.read_session() as s:
+            if uris:
+                rows = await s.execute(select(Track.uri, Track.id).where(Track.uri.in_(uris)))
+                by_uri = dict(rows.all())
+            if isrcs:
+                rows = await s.execute(
+                    select(Track.isrc, Track.id)
+                    .where(Track.isrc.in_(isrcs))
+                    .order_by(Track.local.desc(), Track.id)
+                )
+                for isrc, tid in rows.all():
+                    by_isrc.setdefault(isrc, tid)
+        for item in declared:
+            if item.declared_track:
+                item.track_id = by_uri.get(item.declared_track)
+            else:
+                item.track_id = by_isrc.get(item.declared_isrc or "")
+            if item.track_id is not None:
+                item.confidence = 1.0
+
+
+def _vote_all(postings: Any, encoded: list[str]) -> list[tuple[int, int, float] | bool | None]:
+    """For each encoded fingerprint: (track id, offset ms, confidence) when the
+    index recognises it, False when not, None when it cannot be decoded."""
+    from .fingerprint import FingerprintError, decode
+    from .matching import best_candidate
+
+    out: list[tuple[int, int, float] | bool | None] = []
+    for text in encoded:
+        try:
+            fp = decode(text)
+        except (FingerprintError, ValueError):
+            out.append(None)
+            continue
+        cand = best_candidate(postings, fp) if len(fp) else None
+        if cand is None or not cand.accepted:
+            out.append(False)
+        else:
+            out.append((int(cand.track_id), int(cand.offset_ms), float(cand.confidence)))
+    return out
+
+
+async def _node_listener(ctx: NodeContext) -> tuple[int, str]:
+    """The node's own actor (id, URI): the listener of record for a room."""
+    cached = ctx.extras.get("detection.listener")
+    if cached is None:
+        from federation.actors import ensure_node_actor
+
+        actor = await ensure_node_actor(ctx)
+        cached = ctx.extras["detection.listener"] = (actor.id, actor.uri)
+    return cached
+
+
+async def _record(
+    ctx: NodeContext,
+    session: AsyncSession,
+    device_id: int,
+    batch: Batch,
+    listener: tuple[int, str],
+) -> dict[str, Any]:
+    device = await session.get(Device, device_id, with_for_update=not ctx.db.is_sqlite)
+    assert device is not None
+    now = utcnow()
+    seqs = [i.seq for i in batch.items]
+    known = await _known_items(session, device_id, seqs)
+    fresh = [i for i in batch.items if i.seq not in known]
+
+    tracks: dict[int, tuple[str, str | None, bool]] = {}
+    track_ids = {i.track_id for i in fresh if i.track_id is not None and i.status != "rejected"}
+    if track_ids:
+        rows = await session.execute(
+            select(Track.id, Track.uri, Track.local, Track.artist_id).where(Track.id.in_(track_ids))
+        )
+        from node.models import Actor
+
+        found = rows.all()
+        artists = dict(
+            (
+                await session.execute(
+                    select(Actor.id, Actor.uri).where(Actor.id.in_({r.artist_id for r in found}))
+                )
+            ).all()
+        )
+        tracks = {r.id: (r.uri, artists.get(r.artist_id), r.local) for r in found}
+    detections = []
+    for item in fresh:
+        if item.status == "rejected":
+            continue
+        if item.track_id is None or item.track_id not in tracks:
+            item.status, item.track_id = "unmatched", None
+            continue
+        item.status = "matched"
+        uri, artist_uri, local = tracks[item.track_id]
+        detections.append(
+            Detection(
+                index=item.index,
+                track_id=item.track_id,
+                track_uri=uri,
+                artist_uri=artist_uri,
+                track_local=local,
+                captured_at=item.captured_at,
+                duration_ms=item.duration_ms,
+                source="dj" if item.kind == "declared" else "venue",
+            )
+        )
+    assigned, new, existing = await assign_plays(
+        ctx,
+        session,
+        device_id=device.id,
+        venue_id=device.venue_id,
+        listener=listener,
+        detections=detections,
+    )
+    await insert_many(
+        session,
+        DetectionItem.__table__,
+        ITEM_COLUMNS,
+        [
+            (
+                device.id,
+                i.seq,
+                batch.batch_id,
+                i.captured_at,
+                i.duration_ms,
+                i.kind,
+                i.status,
+                i.error,
+                i.track_id,
+                assigned[i.index].id if i.index in assigned else None,
+                i.offset_ms,
+                i.confidence,
+            )
+            for i in fresh
+        ],
+    )
+    batch_known = await session.scalar(
+        select(DetectionBatch.id).where(
+            DetectionBatch.device_id == device.id, DetectionBatch.batch_id == batch.batch_id
+        )
+    )
+    matched = sum(1 for i in fresh if i.status == "matched")
+    windows = [i for i in fresh if i.kind == "fingerprint" and i.status != "rejected"]
+    if batch_known is None:
+        session.add(
+            DetectionBatch(
+                device_id=device.id,
+                batch_id=batch.batch_id,
+                sent_at=batch.sent_at,
+                received_at=now,
+                items=len(batch.items),
+                matched=matched,
+            )
+        )
+    drift = fraud.drift_flag_reason(
+        device.history,
+        len(windows),
+        sum(1 for i in windows if i.status == "matched"),
+        ctx.settings.detection.match_rate_drift,
+    )
+    new_ids = {id(p) for p in new}
+    grown = list(
+        {id(p): p for p in assigned.values() if p.changed and id(p) not in new_ids}.values()
+    )
+    flags = await fraud.check(ctx, session, device, new, grown, existing, drift)
+    _touch(device, now, len(fresh), matched, windows)
+    await session.flush()
+
+    held = {f.play_id: f.reason for f in flags}
+    prefix = ctx.urls.obj("plays", "")
+    play_uris = {p.id: prefix + p.uuid for p in assigned.values()}
+    answers = []
+    for item in batch.items:
+        if item.seq in known:
+            answers.append(known[item.seq] | {"seq": item.seq, "status": "duplicate"})
+            continue
+        a: dict[str, Any] = {"seq": item.seq, "status": item.status}
+        if item.error:
+            a["error"] = item.error
+        if item.status == "matched":
+            play = assigned[item.index]
+            a |= {
+                "track": tracks[item.track_id][0],
+                "play": play_uris[play.id],
+                "confidence": round(item.confidence or 0.0, 3),
+            }
+            if play.id in held:
+                a["held"] = held[play.id]
+        answers.append(a)
+    return {
+        "batch_id": batch.batch_id,
+        "device": batch.device,
+        "received_at": iso(now),
+        "items": answers,
+    }
+
+
+async def _known_items(
+    session: AsyncSession, device_id: int, seqs: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Items this device sent before, with what they were answered."""
+    known: dict[int, dict[str, Any]] = {}
+    if not seqs:
+        return known
+    # One range read finds which of the batch's numbers were seen before
+    # (usually none); only those are read in full.
+    seen = sorted(await _seen_seqs(session, device_id, seqs))
+    for start in range(0, len(seen), 500):
+        chunk = seen[start : start + 500]
+        rows = await session.execute(
+            select(DetectionItem.seq, DetectionItem.status, Track.uri, Play.uri)
+            .outerjoin(Track, Track.id == DetectionItem.track_id)
+            .outerjoin(Play, Play.id == DetectionItem.play_id)
+            .where(DetectionItem.device_id == device_id, DetectionItem.seq.in_(chunk))
+        )
+        for seq, status, track_uri, play_uri in rows.all():
+            first: dict[str, Any] = {"first": status}
+            if track_uri:
+                first["track"] = track_uri
+            if play_uri:
+                first["play"] = play_uri
+            known[seq] = first
+    return known
+
+
+async def _seen_seqs(session: AsyncSession, device_id: int, seqs: list[int]) -> set[int]:
+    """Which of `seqs` this device sent before (one range read)."""
+    if not seqs:
+        return set()
+    wanted = set(seqs)
+    rows = await session.execute(
+        select(DetectionItem.seq).where(
+            DetectionItem.device_id == device_id,
+            DetectionItem.seq.between(min(seqs), max(seqs)),
+        )
+    )
+    return {seq for (seq,) in rows.all() if seq in wanted}
+
+
+def _touch(device: Device, now: datetime, items: int, matched: int, windows: list[Item]) -> None:
+    """Last seen, counters, and today's line of the match-rate history (30 days
+    kept). The history counts captured windows only: declared tracks always match."""
+    device.last_seen_at = now
+    device.items_total += items
+    device.items_matched += matched
+    if not windows:
+        return
+    items = len(windows)
+    matched = sum(1 for i in windows if i.status == "matched")
+    day = now.astimezone(UTC).date().isoformat()
+    history = [dict(h) for h in device.history or []]
+    if history and history[-1].get("day") == day:
+        history[-1]["items"] += items
+        history[-1]["matched"] += matched
+    else:
+        history.append({"day": day, "items": items, "matched": matched})
+    device.history = history[-30:]
