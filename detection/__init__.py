@@ -19,7 +19,9 @@ from . import batches, device_api, device_models  # noqa: F401
 
 def setup(app: web.Application) -> None:
     """Install this subsystem's routes, jobs, subscribers and federation handlers."""
-    _install_api(app)
+    from node.api import API
+
+    API.install(app)  # the device and batch endpoints declared on import
     app.router.add_get(
         r"/devices/{uuid:[0-9a-f\-]{36}}", device_api.device_document, name="detection.device"
     )
@@ -34,19 +36,3 @@ def setup(app: web.Application) -> None:
             continue
         if hasattr(module, "setup"):
             module.setup(app)
-
-
-def _install_api(app: web.Application) -> None:
-    """Add this subsystem's declared endpoints that the core has not installed.
-
-    The core installs `node.api.API` before subsystems are set up, so
-    endpoints declared by a subsystem's modules are added here (and are in
-    the OpenAPI document, which reads the same table).
-    """
-    from node.api import API
-    from node.api.routing import _wrap
-
-    names = app.router.named_resources()
-    for ep in API.endpoints:
-        if ep.name not in names and ep.name.startswith(("api.detection", "api.devices")):
-            app.router.add_route(ep.method, ep.path, _wrap(ep), name=ep.name)

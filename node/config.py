@@ -272,9 +272,7 @@ SETTINGS: list[Setting] = [
     ),
     # detection devices (detection/devices.py, batches.py, plays.py, fraud.py)
     Setting("detection", "max_batch_items", 1000, "Most items one device batch may carry.", int),
-    Setting(
-        "detection", "max_batch_bytes", 8_388_608, "Largest device batch body, in bytes.", int
-    ),
+    Setting("detection", "max_batch_bytes", 8_388_608, "Largest device batch body, in bytes.", int),
     Setting(
         "detection",
         "max_skew_seconds",
@@ -345,11 +343,13 @@ SETTINGS: list[Setting] = [
     Setting("live", "chat_history", 50, "Chat messages a late joiner is shown.", int),
     Setting("live", "chat_max_chars", 500, "Longest chat message, in characters.", int),
     Setting(
-        "live", "record_default", False, "Record sessions (audio) into draft tracks by default.", bool
+        "live",
+        "record_default",
+        False,
+        "Record sessions (audio) into draft tracks by default.",
+        bool,
     ),
-    Setting(
-        "live", "max_record_seconds", 14_400, "Longest recording kept from one session.", int
-    ),
+    Setting("live", "max_record_seconds", 14_400, "Longest recording kept from one session.", int),
 ]
 
 _BY_DOTTED = {s.dotted: s for s in SETTINGS}

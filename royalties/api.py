@@ -73,9 +73,4 @@ async def get_my_split(call: Call):
 
 def install(app: web.Application) -> None:
     """Add this module's endpoints (the core installed its own before subsystems set up)."""
-    from node.api.routing import _wrap
-
-    names = app.router.named_resources()
-    for ep in API.endpoints:
-        if ep.handler.__module__ == __name__ and ep.name not in names:
-            app.router.add_route(ep.method, ep.path, _wrap(ep), name=ep.name)
+    API.install(app)

@@ -325,12 +325,7 @@ async def webhook_view(call: Call) -> dict[str, str]:
 
 def install_api(app: web.Application) -> None:
     """Add royalties' declared endpoints (the core installed its own before us)."""
-    from node.api.routing import _wrap
-
-    names = app.router.named_resources()
-    for ep in API.endpoints:
-        if ep.name not in names and ep.name.startswith(("api.billing", "api.payouts")):
-            app.router.add_route(ep.method, ep.path, _wrap(ep), name=ep.name)
+    API.install(app)
 
 
 def setup(app: web.Application) -> None:

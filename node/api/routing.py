@@ -95,8 +95,16 @@ class Api:
         return deco
 
     def install(self, app: web.Application) -> None:
+        """Add every declared endpoint the app does not have yet.
+
+        The core installs the table first; a subsystem whose modules declare
+        more endpoints calls this again from its `setup(app)`, so nothing is
+        installed twice and subsystems never reach into the routing internals.
+        """
+        names = app.router.named_resources()
         for ep in self.endpoints:
-            app.router.add_route(ep.method, ep.path, _wrap(ep), name=ep.name)
+            if ep.name not in names:
+                app.router.add_route(ep.method, ep.path, _wrap(ep), name=ep.name)
 
 
 async def read_json(request: web.Request, limit: int) -> Any:

@@ -16,6 +16,12 @@ from sqlalchemy import select
 from federation import inbound
 from federation.handlers import HANDLERS, HandlerTable
 from federation.models import InboxItem
+from media.live import federation as live_federation
+from royalties import clearing, reconcile
+
+# Subsystems add their pairs when they load; load them all so the table under
+# test is the one a running node has, whatever order the tests import in.
+live_federation.register_inbound()
 
 ACTOR_TYPES = ("Person", "Group", "Organization", "Service", "Application")
 
@@ -43,6 +49,22 @@ SUPPORTED: dict[tuple[str, str], str] = {
     ("Announce", "*"): "on_announce",
     ("Flag", "*"): "on_flag",
     ("Listen", "*"): "on_listen",
+}
+
+# Pairs that subsystems add: the clearing protocol (DESIGN.md 7) and live
+# sessions (DESIGN.md 9), each with the module whose handler does the work.
+SUBSYSTEMS: dict[tuple[str, str], tuple[object, str]] = {
+    ("Create", "Statement"): (reconcile, "on_statement"),
+    ("Accept", "Statement"): (reconcile, "on_statement_answer"),
+    ("Reject", "Statement"): (reconcile, "on_statement_answer"),
+    ("Create", "Settlement"): (clearing, "on_settlement"),
+    ("Accept", "Settlement"): (clearing, "on_settlement_answer"),
+    ("Reject", "Settlement"): (clearing, "on_settlement_answer"),
+    ("Update", "Settlement"): (clearing, "on_settlement_update"),
+    ("Create", "Transfer"): (clearing, "on_transfer_paid"),
+    ("Accept", "Transfer"): (clearing, "on_transfer_confirmed"),
+    ("Create", "Video"): (live_federation, "on_live_video"),
+    ("Update", "Video"): (live_federation, "on_live_video"),
 }
 
 # Catch-alls that only say why an activity was ignored.
@@ -86,9 +108,12 @@ ARRIVING: dict[tuple[str, str | None], str] = {
 
 def test_the_table_is_exactly_the_profile():
     table = {pair: fn.__name__ for pair, fn in HANDLERS.table.items()}
-    assert table == SUPPORTED | IGNORING
-    for name in set(table.values()):
+    subsystems = {pair: name for pair, (_, name) in SUBSYSTEMS.items()}
+    assert table == SUPPORTED | IGNORING | subsystems
+    for name in set((SUPPORTED | IGNORING).values()):
         assert getattr(inbound, name) in HANDLERS.table.values()
+    for pair, (module, name) in SUBSYSTEMS.items():
+        assert HANDLERS.table[pair] is getattr(module, name)
 
 
 @pytest.mark.parametrize(("pair", "name"), ARRIVING.items(), ids=lambda v: str(v))

@@ -10,6 +10,9 @@ import argparse
 import re
 from pathlib import Path
 
+import detection  # noqa: F401 - subsystems declare their endpoints on import, as a node loads them
+import media  # noqa: F401
+import royalties  # noqa: F401
 from node.api import build_api
 from node.api.routing import _PARAM
 from node.cli import build_parser

@@ -46,9 +46,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("uri", name=op.f("uq_detection_devices_uri")),
         sa.UniqueConstraint("uuid", name=op.f("uq_detection_devices_uuid")),
     )
-    op.create_index(
-        "ix_detection_devices_venue_state", "detection_devices", ["venue_id", "state"]
-    )
+    op.create_index("ix_detection_devices_venue_state", "detection_devices", ["venue_id", "state"])
     op.create_table(
         "detection_batches",
         sa.Column("id", _BIGID, autoincrement=True, nullable=False),
