@@ -70,7 +70,7 @@ def stream_links(ctx: NodeContext, track: Track) -> list[dict[str, Any]]:
     """Audio links exist once the media pipeline has produced files."""
     links = []
     for fmt, mime in (("opus", "audio/ogg"), ("mp3_320", "audio/mpeg")):
-        if fmt in (track.media or {}).get("formats", {}):
+        if fmt in (track.media or {}).get("files", {}):
             links.append(
                 {"type": "Link", "mediaType": mime, "href": f"{track.uri}/stream?format={fmt}"}
             )

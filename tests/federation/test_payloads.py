@@ -288,7 +288,12 @@ async def test_what_a_mastodon_follower_receives_when_an_artist_publishes(
     # The media pipeline has transcoded it (what it writes into track.media).
     async with brooklyn.ctx.db.transaction() as s:
         row = await s.scalar(select(Track).where(Track.uuid == track["uuid"]))
-        row.media = {"formats": {"opus": {"bytes": 1}, "mp3_320": {"bytes": 1}}}
+        row.media = {
+            "files": {
+                "opus": {"key": "o", "mime": "audio/ogg"},
+                "mp3_320": {"key": "m", "mime": "audio/mpeg"},
+            }
+        }
     _, rel = await api(
         brooklyn,
         "POST",
