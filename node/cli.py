@@ -410,6 +410,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_network_steps() -> list[tuple[str, Any]]:
+    """The demo's steps across nodes: the core's, then the subsystems' own
+    (here, in the composition root, because the core may not import them)."""
+    from detection.demo import venue_devices
+    from royalties.clearing_demo import close_and_clear
+
+    from .demo import NETWORK_STEPS
+
+    return [*NETWORK_STEPS, ("venue devices", venue_devices), ("royalties", close_and_clear)]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .logs import setup_logging
@@ -422,7 +433,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError("--nodes must be between 1 and 9")
     if not 1024 <= args.base_port <= 65000:
         raise CliError("--base-port must be between 1024 and 65000")
-    return asyncio.run(run_demo(args.nodes, args.base_port, args.data, seed_only=args.seed_only))
+    return asyncio.run(
+        run_demo(
+            args.nodes,
+            args.base_port,
+            args.data,
+            seed_only=args.seed_only,
+            network_steps=demo_network_steps(),
+        )
+    )
 
 
 COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], Any]] = {

@@ -351,25 +351,3 @@ async def play_remote_tracks(network: DemoNetwork) -> None:
     async with _client() as http:
         await run_all([play_as(http, node, fan) for node, fan in _fans(network)], limit=4)
         await _until(network, uncounted, "Plays")
-
-
-# ---- royalties -------------------------------------------------------------
-
-
-async def close_and_clear(network: DemoNetwork) -> None:
-    """Last month closed on every node and cleared across them: statements
-    accepted, one settlement, transfers paid and confirmed (royalties/clearing_demo.py)."""
-    from royalties.clearing_demo import close_and_clear as run
-
-    await run(network)
-
-
-# ---- detection -------------------------------------------------------------
-
-
-async def venue_devices(network: DemoNetwork) -> None:
-    """Each node's first venue gets a listening device that reports tonight's
-    DJ set through signed batches (detection/demo.py)."""
-    from detection.demo import venue_devices as run
-
-    await run(network)

@@ -71,6 +71,8 @@ class DemoNetwork:
     temporary: bool
     wait_seconds: float = 30.0  # how long a cross-node step waits for federation
     notes: list[str] = field(default_factory=list)  # what did not arrive in time, for the banner
+    # The cross-node seeding steps, in order (the core's, then the subsystems').
+    steps: list[tuple[str, NetworkStep]] = field(default_factory=list)
 
 
 NodeStep = Callable[[DemoNode], Awaitable[None]]

@@ -20,8 +20,8 @@ from aiohttp import web
 
 from .across import banner_token
 from .data import MAX_NODES, NodeSpec, follow_picks, node_fans, node_specs
-from .model import ADMIN, DEMO_PASSWORD, DemoError, DemoNetwork, DemoNode
-from .seed import seed
+from .model import ADMIN, DEMO_PASSWORD, DemoError, DemoNetwork, DemoNode, NetworkStep
+from .seed import NETWORK_STEPS, seed
 
 
 def _demo_environ() -> dict[str, str]:
@@ -315,6 +315,7 @@ async def run_demo(
     database_url_for: Callable[[Path], str | None] | None = None,
     out: TextIO | None = None,
     on_ready: Callable[[DemoNetwork], Awaitable[None]] | None = None,
+    network_steps: list[tuple[str, NetworkStep]] | None = None,
 ) -> int:
     """Start `nodes` nodes on 127.0.0.1:base_port.., seed them, print how to use
     them, and serve until SIGINT/SIGTERM (or return at once with `seed_only`).
@@ -324,7 +325,8 @@ async def run_demo(
     how long each cross-node step waits for federation to deliver (what is
     late is noted in the banner, not fatal); `on_ready(network)` runs
     once the banner is out, while the nodes still serve (the tests look at them
-    over HTTP there). Returns the exit code.
+    over HTTP there). `network_steps` are the steps across nodes (default: the
+    core's; `nycmg demo` adds the subsystems'). Returns the exit code.
     """
     out = out or sys.stdout
     if not 1 <= nodes <= MAX_NODES:
@@ -337,7 +339,11 @@ async def run_demo(
     temporary = data_dir is None
     root = _demo_root(data_dir)
     network = DemoNetwork(
-        nodes=[], data_dir=root, temporary=temporary, wait_seconds=federation_timeout
+        nodes=[],
+        data_dir=root,
+        temporary=temporary,
+        wait_seconds=federation_timeout,
+        steps=list(NETWORK_STEPS if network_steps is None else network_steps),
     )
     try:
         out.write(f"starting {len(specs)} node{'s' if len(specs) > 1 else ''} in {root} ...\n")

@@ -8,13 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
-from .across import (
-    close_and_clear,
-    follow_across,
-    play_remote_tracks,
-    publish_crossover,
-    venue_devices,
-)
+from .across import follow_across, play_remote_tracks, publish_crossover
 from .data import ADJ, NOUN, node_fans, release_title
 from .model import (
     ADMIN,
@@ -244,13 +238,12 @@ NODE_STEPS: list[tuple[str, NodeStep]] = [
 ]
 # Steps across nodes, run once every node is seeded and serving. Each is
 # idempotent: a re-run over the same --data does not follow or play twice.
-# A venue device, a live session and a royalty close will join them.
+# These are the core's; the composition root (node/cli.py) adds the
+# subsystems' own steps after them (a venue device, a royalty close).
 NETWORK_STEPS: list[tuple[str, NetworkStep]] = [
     ("follows", follow_across),
     ("crossover", publish_crossover),
     ("plays", play_remote_tracks),
-    ("venue devices", venue_devices),
-    ("royalties", close_and_clear),
 ]
 NETWORK_MARKER = "network.json"
 
@@ -298,7 +291,7 @@ async def seed(network: DemoNetwork) -> None:
         await run_all([_seed_node(node) for node in fresh])
     if len(network.nodes) < 2 or (not fresh and _network_done(network)):
         return
-    for _name, step in NETWORK_STEPS:
+    for _name, step in network.steps:
         await step(network)
     if network.notes:  # something was late: check again next time
         return

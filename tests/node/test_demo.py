@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from node.cli import main
-from node.demo import ADMIN, DEMO_PASSWORD, NETWORK_STEPS, DemoError, run_demo
+from node.cli import demo_network_steps, main
+from node.demo import ADMIN, DEMO_PASSWORD, DemoError, run_demo
 from node.demo.data import follow_picks, headliner, node_fans, node_specs
 from node.demo.run import federation_counts
 from node.demo.seed import DemoNetwork, seed
@@ -205,7 +205,7 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
             # Running the cross-node steps again (a re-run over the same --data)
             # neither follows, publishes nor plays anything twice.
             before = await _db_counts(network)
-            for _name, step in NETWORK_STEPS:
+            for _name, step in network.steps:
                 await step(network)
             assert not network.notes, network.notes
             assert await _db_counts(network) == before
@@ -274,6 +274,7 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
         database_url_for=databases.url_for,
         out=out,
         on_ready=look,
+        network_steps=demo_network_steps(),
     )
     assert code == 0
     assert list(seen) == ["brooklyn", "queens", "bronx"]
@@ -376,11 +377,12 @@ async def test_the_steps_across_nodes_run_once_per_set_of_nodes(tmp_path, monkey
         calls.append([f"seed {node.spec.key}"])
 
     monkeypatch.setattr("node.demo.seed.NODE_STEPS", [("record", seeded)])
-    monkeypatch.setattr("node.demo.seed.NETWORK_STEPS", [("record", step)])
 
     def network(n: int, *, fresh: str | None = None) -> DemoNetwork:
         nodes = [SimpleNamespace(spec=spec, seeded=spec.key != fresh) for spec in node_specs(n)]
-        return DemoNetwork(nodes=nodes, data_dir=tmp_path, temporary=False)
+        return DemoNetwork(
+            nodes=nodes, data_dir=tmp_path, temporary=False, steps=[("record", step)]
+        )
 
     await seed(network(1))  # one node: nothing crosses
     await seed(network(2))  # seeded earlier, but the steps never finished
