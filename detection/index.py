@@ -42,20 +42,30 @@ SQL_IN_CHUNK = 900  # below SQLite's default bound-parameter limit
 MAX_TRACK_SECONDS = 2 * 3600
 
 
+# A posting packs (track slot, frame) into one int64 the way voting keys
+# it: slot << SLOT_SHIFT | (frame + FRAME_BIAS) << ANCHOR_BITS. Voting
+# subtracts the query frame (shifted) and adds it (low bits), and has its
+# (slot, offset, query frame) key from one read and two additions.
+ANCHOR_BITS = 20
+FRAME_BIAS = 1 << 22
+SLOT_SHIFT = 23 + ANCHOR_BITS
+MAX_INDEX_FRAME = FRAME_BIAS - 1  # ~37 hours of audio
+
+
 @dataclass(frozen=True)
 class Postings:
     """Postings sorted by hash, with a direct-address table of where each hash starts.
 
-    `hashes` (uint32), `slots` (int32, index into `track_ids`) and `frames`
-    (int32) are parallel; `starts[h]:starts[h + 1]` are the postings of hash
-    `h` (the hash space is small, `fingerprint.HASH_BITS`, so the table is a
-    few MB and a lookup needs no search). Tracks are numbered densely by
-    slot so voting never has to map ids.
+    `hashes` (uint32) and `packed` (int64, track slot and frame, see
+    `SLOT_SHIFT`) are parallel; `track_ids[slot]` is a posting's track, and
+    `starts[h]:starts[h + 1]` are the postings of hash `h` (the hash space is
+    small, `fingerprint.HASH_BITS`, so the table is a few MB and a lookup
+    needs no search). Tracks are numbered densely by slot so voting never
+    has to map ids.
     """
 
     hashes: np.ndarray
-    slots: np.ndarray
-    frames: np.ndarray
+    packed: np.ndarray
     track_ids: np.ndarray
     starts: np.ndarray
 
@@ -64,18 +74,14 @@ class Postings:
         """Postings from unsorted parallel arrays (one entry per posting)."""
         hashes = np.asarray(hashes, np.uint32)
         ids, slots = np.unique(np.asarray(track_ids, np.int64), return_inverse=True)
+        frames = np.clip(np.asarray(frames, np.int64), 0, MAX_INDEX_FRAME)
+        packed = (slots.astype(np.int64) << SLOT_SHIFT) | ((frames + FRAME_BIAS) << ANCHOR_BITS)
         order = np.argsort(hashes, kind="stable")
         hashes = hashes[order]
         counts = np.bincount(hashes, minlength=1 << fpmod.HASH_BITS)
         starts = np.zeros(counts.size + 1, np.int64)
         np.cumsum(counts, out=starts[1:])
-        return Postings(
-            hashes,
-            slots.astype(np.int32)[order],
-            np.asarray(frames, np.int32)[order],
-            ids,
-            starts,
-        )
+        return Postings(hashes, packed[order], ids, starts)
 
     @staticmethod
     def empty() -> Postings:
@@ -85,30 +91,47 @@ class Postings:
     def __len__(self) -> int:
         return int(self.hashes.size)
 
+    @property
+    def slots(self) -> np.ndarray:
+        return (self.packed >> SLOT_SHIFT).astype(np.int32)
+
+    @property
+    def frames(self) -> np.ndarray:
+        return (((self.packed >> ANCHOR_BITS) & ((1 << 23) - 1)) - FRAME_BIAS).astype(np.int32)
+
     def track_of(self) -> np.ndarray:
         """Track id of every posting (for merging snapshots and tests)."""
-        return self.track_ids[self.slots] if self.slots.size else np.zeros(0, np.int64)
+        return self.track_ids[self.slots] if self.packed.size else np.zeros(0, np.int64)
 
-    def lookup(
-        self, hashes: np.ndarray, max_postings: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(query index, track slot, frame) of every posting of every query hash.
+    def gather(
+        self, hashes: np.ndarray, values: np.ndarray, max_postings: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(packed posting, the query's value) for every posting of every query hash.
 
-        Hashes with more than `max_postings` postings are skipped: they carry
-        almost no information and would dominate the time.
+        `values` is parallel to `hashes` (a query's frames) and is repeated
+        once per posting. Hashes with more than `max_postings` postings are
+        skipped: they carry almost no information and would dominate the time.
         """
         h = np.asarray(hashes, np.int64)
         lo = self.starts[h]
         count = self.starts[h + 1] - lo
         if max_postings is not None:
-            count = np.where(count > max_postings, 0, count)
+            count[count > max_postings] = 0
         total = int(count.sum())
         if total == 0:
-            z = np.zeros(0, np.int64)
-            return z, z.astype(np.int32), z.astype(np.int32)
-        qidx = np.repeat(np.arange(h.size), count)
-        idx = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
-        return qidx, self.slots[idx], self.frames[idx]
+            return np.zeros(0, np.int64), np.zeros(0, values.dtype)
+        ends = np.cumsum(count)
+        idx = np.repeat(lo - ends + count, count) + np.arange(total)
+        return self.packed[idx], np.repeat(values, count)
+
+    def lookup(
+        self, hashes: np.ndarray, max_postings: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query index, track slot, frame) of every posting of every query hash."""
+        packed, qidx = self.gather(hashes, np.arange(np.asarray(hashes).size), max_postings)
+        slots = (packed >> SLOT_SHIFT).astype(np.int32)
+        frames = (((packed >> ANCHOR_BITS) & ((1 << 23) - 1)) - FRAME_BIAS).astype(np.int32)
+        return qidx, slots, frames
 
 
 def _unique_postings(fp: fpmod.Fingerprint) -> tuple[np.ndarray, np.ndarray]:
@@ -191,6 +214,7 @@ async def lookup_sql(session: AsyncSession, hashes: np.ndarray) -> Postings:
 class _Cache:
     token: tuple[int, int] = (-1, -1)
     rows: dict[int, int] | None = None  # track id -> detection_tracks.id
+    uris: dict[int, str] | None = None  # track id -> track URI, for answering a match
     postings: Postings = Postings.empty()
     lock: asyncio.Lock | None = None
     checked_at: float = -1e9
@@ -245,17 +269,19 @@ async def snapshot(session: AsyncSession) -> Postings:
         base = Postings.empty() if gone or cache.rows is None else cache.postings
         wanted = [rid for tr, rid in current.items() if gone or old.get(tr) != rid]
         parts_h, parts_t, parts_f = [base.hashes], [base.track_of()], [base.frames]
+        uris = {} if base is not cache.postings else dict(cache.uris or {})
         for i in range(0, len(wanted), 200):
             res = await session.execute(
-                select(IndexedTrack.track_id, IndexedTrack.postings).where(
-                    IndexedTrack.id.in_(wanted[i : i + 200])
-                )
+                select(IndexedTrack.track_id, IndexedTrack.postings, Track.uri)
+                .join(Track, Track.id == IndexedTrack.track_id)
+                .where(IndexedTrack.id.in_(wanted[i : i + 200]))
             )
-            for track_id, blob in res:
+            for track_id, blob, uri in res:
                 h, f = unpack_postings(blob or b"")
                 parts_h.append(h)
                 parts_t.append(np.full(h.size, track_id, np.int64))
                 parts_f.append(f)
+                uris[track_id] = uri
         cache.postings = await asyncio.to_thread(
             Postings.build,
             np.concatenate(parts_h),
@@ -263,9 +289,24 @@ async def snapshot(session: AsyncSession) -> Postings:
             np.concatenate(parts_f),
         )
         cache.rows = current
+        cache.uris = uris
         cache.token = token
         cache.checked_at, cache.generation = now, generation
         return cache.postings
+
+
+def snapshot_uri(session: AsyncSession, track_id: int) -> str | None:
+    """The URI of an indexed track as the last `snapshot` of this database saw it.
+
+    None when the snapshot does not know the track. What a match answers
+    with: no query of its own, so a recognition costs no database round trip
+    (a track deleted in another process is seen at the next snapshot check,
+    within `SNAPSHOT_RECHECK_SECONDS`, as its postings are).
+    """
+    cache = _CACHES.get(session.get_bind())
+    if cache is None or cache.uris is None:
+        return None
+    return cache.uris.get(track_id)
 
 
 # --- the job ------------------------------------------------------------------
