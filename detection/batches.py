@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation.appkeys import FEDERATION, Federation
 from federation.signatures import PublicKey, verify_request
 from node.api import API
 from node.api.routing import Call
@@ -40,8 +41,8 @@ from node.errors import BadRequest, NodeError, PayloadTooLarge, ValidationFailed
 from node.models import Play, Track, utcnow
 from node.validation import ISRC_RE, iso, parse_datetime
 
-from . import fraud
-from .bulk import insert_many
+from . import fraud, peers
+from .bulk import db_time, insert_many
 from .device_models import DetectionBatch, DetectionItem, Device
 from .plays import Detection, assign_plays
 
@@ -135,8 +136,9 @@ def parse_batch(data: Any, *, max_items: int, now: datetime, max_age: timedelta)
         raise PayloadTooLarge(f"a batch carries at most {max_items} items")
     items: list[Item] = []
     seen: set[int] = set()
+    bounds = (now + FUTURE_SLACK, now - max_age)
     for i, raw in enumerate(raw_items):
-        item = _parse_item(i, raw, errors, now, max_age)
+        item = _parse_item(i, raw, errors, bounds)
         if item is None:
             continue
         if item.seq in seen:
@@ -148,56 +150,83 @@ def parse_batch(data: Any, *, max_items: int, now: datetime, max_age: timedelta)
     return Batch(batch_id, device, sent_at, items)
 
 
+def _time(value: Any) -> datetime:
+    """`parse_datetime` with its common case first: an ISO 8601 string that Python
+    reads as it is (3.11 reads a trailing Z); anything else takes the full path,
+    which also words the error."""
+    if type(value) is str:
+        try:
+            parsed = _fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            tz = parsed.tzinfo
+            if tz is not None and 1970 <= parsed.year <= 2200:
+                return parsed if tz is UTC else parsed.astimezone(UTC)
+    return parse_datetime(value)
+
+
+_fromisoformat = datetime.fromisoformat
+
+
 def _parse_item(
-    i: int, raw: Any, errors: list[dict[str, str]], now: datetime, max_age: timedelta
+    i: int, raw: Any, errors: list[dict[str, str]], bounds: tuple[datetime, datetime]
 ) -> Item | None:
-    where = f"items[{i}]"  # only in errors; cheap next to the rest
-    if not isinstance(raw, dict):
-        errors.append({"field": where, "message": "expected an object"})
+    # Exact type checks (`type(x) is int`) also refuse booleans, which are ints.
+    if type(raw) is not dict:
+        errors.append({"field": f"items[{i}]", "message": "expected an object"})
         return None
     if not ITEM_KEYS.issuperset(raw):
         bad = next(k for k in raw if k not in ITEM_KEYS)
-        errors.append({"field": f"{where}.{bad}", "message": "unknown field"})
+        errors.append({"field": f"items[{i}].{bad}", "message": "unknown field"})
         return None
     seq, duration = raw.get("seq"), raw.get("duration_ms")
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < MAX_SEQ:
-        errors.append({"field": f"{where}.seq", "message": "an integer from 0 to 2^62"})
+    if type(seq) is not int or not 0 <= seq < MAX_SEQ:
+        errors.append({"field": f"items[{i}].seq", "message": "an integer from 0 to 2^62"})
         return None
-    if isinstance(duration, bool) or not isinstance(duration, int):
-        errors.append({"field": f"{where}.duration_ms", "message": "an integer"})
+    if type(duration) is not int:
+        errors.append({"field": f"items[{i}].duration_ms", "message": "an integer"})
         return None
     try:
-        captured = parse_datetime(raw.get("captured_at"))
+        captured = _time(raw.get("captured_at"))
     except ValueError as e:
-        errors.append({"field": f"{where}.captured_at", "message": str(e)})
+        errors.append({"field": f"items[{i}].captured_at", "message": str(e)})
         return None
     fp, declared = raw.get("fingerprint"), raw.get("declared")
     if (fp is None) == (declared is None):
-        errors.append({"field": where, "message": "carries either fingerprint or declared"})
+        errors.append({"field": f"items[{i}]", "message": "carries either fingerprint or declared"})
         return None
-    item = Item(i, seq, captured, duration, "fingerprint" if fp is not None else "declared")
     if fp is not None:
-        if not isinstance(fp, str) or len(fp) > MAX_FINGERPRINT_CHARS:
-            errors.append({"field": f"{where}.fingerprint", "message": "an encoded fingerprint"})
+        if type(fp) is not str or len(fp) > MAX_FINGERPRINT_CHARS:
+            errors.append({"field": f"items[{i}].fingerprint", "message": "an encoded fingerprint"})
             return None
-        item.fingerprint = fp
+        item = Item(i, seq, captured, duration, "fingerprint", fingerprint=fp)
     else:
-        track = declared.get("track") if isinstance(declared, dict) else None
-        isrc = declared.get("isrc") if isinstance(declared, dict) else None
-        ok = isinstance(declared, dict) and DECLARED_KEYS.issuperset(declared)
-        ok = ok and (isinstance(track, str) and 0 < len(track) <= 512 or track is None)
-        ok = ok and (isinstance(isrc, str) and ISRC_RE.match(isrc.upper()) or isrc is None)
+        ok = type(declared) is dict and DECLARED_KEYS.issuperset(declared)
+        track = declared.get("track") if ok else None
+        isrc = declared.get("isrc") if ok else None
+        ok = ok and (track is None or type(track) is str and 0 < len(track) <= 512)
+        ok = ok and (isrc is None or type(isrc) is str and bool(ISRC_RE.match(isrc.upper())))
         if not ok or (track is None and isrc is None):
             errors.append(
-                {"field": f"{where}.declared", "message": '{"track": URI} or {"isrc": ISRC}'}
+                {"field": f"items[{i}].declared", "message": '{"track": URI} or {"isrc": ISRC}'}
             )
             return None
-        item.declared_track, item.declared_isrc = track, isrc.upper() if isrc else None
+        item = Item(
+            i,
+            seq,
+            captured,
+            duration,
+            "declared",
+            declared_track=track,
+            declared_isrc=isrc.upper() if isrc else None,
+        )
+    latest, earliest = bounds
     if not 0 < duration <= MAX_WINDOW_MS:
         item.status, item.error = "rejected", f"duration_ms must be 1 to {MAX_WINDOW_MS}"
-    elif captured > now + FUTURE_SLACK:
+    elif captured > latest:
         item.status, item.error = "rejected", "captured in the future"
-    elif captured < now - max_age:
+    elif captured < earliest:
         item.status, item.error = "rejected", "captured too long ago"
     return item
 
@@ -265,18 +294,29 @@ async def post_batch(call: Call) -> dict[str, Any]:
     )
     if batch.device != device.uri:
         raise ValidationFailed([{"field": "device", "message": "is not the signing device"}])
-    return await ingest(ctx, device.id, batch)
+    return await ingest(ctx, device.id, batch, fed=request.config_dict.get(FEDERATION))
 
 
 # ---- ingestion -----------------------------------------------------------------
 
 
-async def ingest(ctx: NodeContext, device_id: int, batch: Batch) -> dict[str, Any]:
-    """Match the batch's items, then record them; safe to call again with the same batch."""
-    async with ctx.db.read_session() as s:
-        seen = await _seen_seqs(s, device_id, [i.seq for i in batch.items])
-    # Items sent before are answered from what was stored: no need to match them again.
-    await _match(ctx, [i for i in batch.items if i.seq not in seen])
+async def ingest(
+    ctx: NodeContext, device_id: int, batch: Batch, *, fed: Federation | None = None
+) -> dict[str, Any]:
+    """Match the batch's items, then record them; safe to call again with the same batch.
+    With `fed` (federation's client) and `detection.peer_match`, windows that no
+    local track matches are asked of peer nodes (detection.peers)."""
+    windows = [i for i in batch.items if i.kind == "fingerprint" and i.status != "rejected"]
+    if windows:
+        async with ctx.db.read_session() as s:
+            seen = await _seen_seqs(s, device_id, [i.seq for i in windows])
+        # Items sent before are answered from what was stored: no need to match them again.
+        windows = [i for i in windows if i.seq not in seen]
+        await _match_windows(ctx, windows)
+        if fed is not None and ctx.settings.detection.peer_match:
+            missed = [i for i in windows if i.status != "rejected" and i.track_id is None]
+            if missed:
+                await peers.ask(ctx, fed, missed)
     listener = await _node_listener(ctx)
     for attempt in range(2):
         try:
@@ -290,47 +330,63 @@ async def ingest(ctx: NodeContext, device_id: int, batch: Batch) -> dict[str, An
     raise AssertionError("unreachable")
 
 
-async def _match(ctx: NodeContext, items: list[Item]) -> None:
-    """Resolve each item to a track: fingerprints by the index, declared by URI or ISRC."""
-    pending = [i for i in items if i.status != "rejected"]
-    fps = [i for i in pending if i.kind == "fingerprint"]
-    if fps:
-        from .index import snapshot
+async def _match_windows(ctx: NodeContext, fps: list[Item]) -> None:
+    """Match captured windows against the index (CPU work, off the event loop, in one go).
+    Declared tracks are resolved later, with one query inside the write (`_tracks`)."""
+    if not fps:
+        return
+    from .index import snapshot
 
-        async with ctx.db.read_session() as s:
-            postings = await snapshot(s)
-        # Decoding and voting are CPU work: off the event loop, in one go.
-        results = await asyncio.to_thread(_vote_all, postings, [i.fingerprint or "" for i in fps])
-        for item, found in zip(fps, results, strict=True):
-            if found is None:
-                item.status, item.error = "rejected", "not a valid fingerprint"
-            elif found is not False:
-                item.track_id, item.offset_ms, item.confidence = found
-    declared = [i for i in pending if i.kind == "declared"]
-    if declared:
-        uris = {i.declared_track for i in declared if i.declared_track}
-        isrcs = {i.declared_isrc for i in declared if i.declared_isrc and not i.declared_track}
-        by_uri: dict[str, int] = {}
-        by_isrc: dict[str, int] = {}
-        async with ctx.db.read_session() as s:
-            if uris:
-                rows = await s.execute(select(Track.uri, Track.id).where(Track.uri.in_(uris)))
-                by_uri = dict(rows.all())
-            if isrcs:
-                rows = await s.execute(
-                    select(Track.isrc, Track.id)
-                    .where(Track.isrc.in_(isrcs))
-                    .order_by(Track.local.desc(), Track.id)
-                )
-                for isrc, tid in rows.all():
+    async with ctx.db.read_session() as s:
+        postings = await snapshot(s)
+    results = await asyncio.to_thread(_vote_all, postings, [i.fingerprint or "" for i in fps])
+    for item, found in zip(fps, results, strict=True):
+        if found is None:
+            item.status, item.error = "rejected", "not a valid fingerprint"
+        elif found is not False:
+            item.track_id, item.offset_ms, item.confidence = found
+
+
+# (track uri, artist uri, local) by track id
+TrackInfo = tuple[str, str | None, bool]
+CHUNK = 500  # values per IN (...), well under every database's parameter limit
+
+
+async def _tracks(session: AsyncSession, items: list[Item]) -> dict[int, TrackInfo]:
+    """Resolve declared items (by URI, else ISRC: the local track first) and look up
+    the tracks windows matched, in a few queries for the whole batch; sets each
+    declared item's track_id and returns what the plays need of every track."""
+    from node.models import Actor
+
+    uris = {i.declared_track for i in items if i.declared_track}
+    isrcs = {i.declared_isrc for i in items if i.declared_isrc and not i.declared_track}
+    ids = {i.track_id for i in items if i.kind == "fingerprint" and i.track_id is not None}
+    cols = (Track.id, Track.uri, Track.isrc, Track.local, Actor.uri)
+    base = select(*cols).outerjoin(Actor, Actor.id == Track.artist_id)
+    info: dict[int, TrackInfo] = {}
+    by_uri: dict[str, int] = {}
+    by_isrc: dict[str, int] = {}
+    for column, wanted in ((Track.uri, uris), (Track.isrc, isrcs), (Track.id, ids)):
+        values = sorted(wanted)
+        for k in range(0, len(values), CHUNK):
+            stmt = base.where(column.in_(values[k : k + CHUNK]))
+            if column is Track.isrc:
+                stmt = stmt.order_by(Track.local.desc(), Track.id)
+            for tid, uri, isrc, local, artist_uri in (await session.execute(stmt)).all():
+                info[tid] = (uri, artist_uri, local)
+                by_uri[uri] = tid
+                if isrc and column is Track.isrc:
                     by_isrc.setdefault(isrc, tid)
-        for item in declared:
-            if item.declared_track:
-                item.track_id = by_uri.get(item.declared_track)
-            else:
-                item.track_id = by_isrc.get(item.declared_isrc or "")
-            if item.track_id is not None:
-                item.confidence = 1.0
+    for item in items:
+        if item.kind != "declared":
+            continue
+        if item.declared_track:
+            item.track_id = by_uri.get(item.declared_track)
+        else:
+            item.track_id = by_isrc.get(item.declared_isrc or "")
+        if item.track_id is not None:
+            item.confidence = 1.0
+    return info
 
 
 def _vote_all(postings: Any, encoded: list[str]) -> list[tuple[int, int, float] | bool | None]:
@@ -372,49 +428,35 @@ async def _record(
     batch: Batch,
     listener: tuple[int, str],
 ) -> dict[str, Any]:
+    """The write: items, plays, holds and the device, for the whole batch at once.
+
+    Everything per item is plain tuples and one executemany per table: no ORM
+    object per item or play (the ingest target is tens of thousands a second)."""
     device = await session.get(Device, device_id, with_for_update=not ctx.db.is_sqlite)
     assert device is not None
     now = utcnow()
-    seqs = [i.seq for i in batch.items]
-    known = await _known_items(session, device_id, seqs)
-    fresh = [i for i in batch.items if i.seq not in known]
-
-    tracks: dict[int, tuple[str, str | None, bool]] = {}
-    track_ids = {i.track_id for i in fresh if i.track_id is not None and i.status != "rejected"}
-    if track_ids:
-        rows = await session.execute(
-            select(Track.id, Track.uri, Track.local, Track.artist_id).where(Track.id.in_(track_ids))
-        )
-        from node.models import Actor
-
-        found = rows.all()
-        artists = dict(
-            (
-                await session.execute(
-                    select(Actor.id, Actor.uri).where(Actor.id.in_({r.artist_id for r in found}))
-                )
-            ).all()
-        )
-        tracks = {r.id: (r.uri, artists.get(r.artist_id), r.local) for r in found}
+    known = await _known_items(session, device_id, [i.seq for i in batch.items])
+    fresh = [i for i in batch.items if i.seq not in known] if known else batch.items
+    live = [i for i in fresh if i.status != "rejected"]
+    tracks = await _tracks(session, live) if live else {}
     detections = []
-    for item in fresh:
-        if item.status == "rejected":
-            continue
-        if item.track_id is None or item.track_id not in tracks:
+    for item in live:
+        found = tracks.get(item.track_id) if item.track_id is not None else None
+        if found is None:
             item.status, item.track_id = "unmatched", None
             continue
         item.status = "matched"
-        uri, artist_uri, local = tracks[item.track_id]
+        uri, artist_uri, local = found
         detections.append(
             Detection(
-                index=item.index,
-                track_id=item.track_id,
-                track_uri=uri,
-                artist_uri=artist_uri,
-                track_local=local,
-                captured_at=item.captured_at,
-                duration_ms=item.duration_ms,
-                source="dj" if item.kind == "declared" else "venue",
+                item.index,
+                item.track_id,
+                uri,
+                artist_uri,
+                local,
+                item.captured_at,
+                item.duration_ms,
+                "dj" if item.kind == "declared" else "venue",
             )
         )
     assigned, new, existing = await assign_plays(
@@ -425,6 +467,7 @@ async def _record(
         listener=listener,
         detections=detections,
     )
+    to_db = db_time(ctx.db.dialect)
     await insert_many(
         session,
         DetectionItem.__table__,
@@ -434,13 +477,13 @@ async def _record(
                 device.id,
                 i.seq,
                 batch.batch_id,
-                i.captured_at,
+                to_db(i.captured_at),
                 i.duration_ms,
                 i.kind,
                 i.status,
                 i.error,
                 i.track_id,
-                assigned[i.index].id if i.index in assigned else None,
+                assigned[i.index].id if i.status == "matched" else None,
                 i.offset_ms,
                 i.confidence,
             )
@@ -452,7 +495,7 @@ async def _record(
             DetectionBatch.device_id == device.id, DetectionBatch.batch_id == batch.batch_id
         )
     )
-    matched = sum(1 for i in fresh if i.status == "matched")
+    matched = len(detections)
     windows = [i for i in fresh if i.kind == "fingerprint" and i.status != "rejected"]
     if batch_known is None:
         session.add(
@@ -471,35 +514,34 @@ async def _record(
         sum(1 for i in windows if i.status == "matched"),
         ctx.settings.detection.match_rate_drift,
     )
-    new_ids = {id(p) for p in new}
-    grown = list(
-        {id(p): p for p in assigned.values() if p.changed and id(p) not in new_ids}.values()
-    )
+    grown = [p for p in existing if p.changed]
     flags = await fraud.check(ctx, session, device, new, grown, existing, drift)
     _touch(device, now, len(fresh), matched, windows)
     await session.flush()
 
     held = {f.play_id: f.reason for f in flags}
     prefix = ctx.urls.obj("plays", "")
-    play_uris = {p.id: prefix + p.uuid for p in assigned.values()}
-    answers = []
+    answers: list[dict[str, Any]] = []
+    add = answers.append
     for item in batch.items:
-        if item.seq in known:
-            answers.append(known[item.seq] | {"seq": item.seq, "status": "duplicate"})
-            continue
-        a: dict[str, Any] = {"seq": item.seq, "status": item.status}
-        if item.error:
-            a["error"] = item.error
-        if item.status == "matched":
+        if known and item.seq in known:
+            add(known[item.seq] | {"seq": item.seq, "status": "duplicate"})
+        elif item.status == "matched":
             play = assigned[item.index]
-            a |= {
-                "track": tracks[item.track_id][0],
-                "play": play_uris[play.id],
+            a = {
+                "seq": item.seq,
+                "status": "matched",
+                "track": tracks[item.track_id][0],  # type: ignore[index]
+                "play": prefix + play.uuid,
                 "confidence": round(item.confidence or 0.0, 3),
             }
-            if play.id in held:
+            if held and play.id in held:
                 a["held"] = held[play.id]
-        answers.append(a)
+            add(a)
+        elif item.error:
+            add({"seq": item.seq, "status": item.status, "error": item.error})
+        else:
+            add({"seq": item.seq, "status": item.status})
     return {
         "batch_id": batch.batch_id,
         "device": batch.device,

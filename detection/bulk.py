@@ -11,7 +11,7 @@ on PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,24 @@ def sqlite_time(dt: datetime) -> str:
     if dt.tzinfo is not UTC:
         dt = dt.astimezone(UTC)
     return dt.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_time_fast(dt: datetime) -> str:
+    # isoformat of a UTC time ends in "+00:00": the first 26 characters are
+    # exactly `sqlite_time`'s (years 1970-2200, which parse_datetime bounds).
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(" ", "microseconds")[:26]
+
+
+def _same(dt: datetime) -> datetime:
+    return dt
+
+
+def db_time(dialect: str) -> Callable[[datetime], Any]:
+    """How an aware datetime is passed to the DBAPI of `dialect` (see the module doc):
+    callers convert while they build rows, and `insert_many` has nothing left to do."""
+    return _sqlite_time_fast if dialect == "sqlite" else _same
 
 
 async def insert_many(
@@ -41,8 +59,8 @@ async def insert_many(
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
         f"VALUES ({', '.join([mark] * len(columns))})"
     )
-    if sqlite:
-        times = [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)]
+    times = [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)] if sqlite else []
+    if times:
         converted = []
         for row in rows:
             row = list(row)

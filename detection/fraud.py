@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +52,19 @@ class Flag:
     reason: str
 
 
+class Span(Protocol):
+    """What the rules read of a play (a PlaySpan, or detection.plays' VenuePlay)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def track_id(self) -> int | None: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+
+
 class PlaySpan(NamedTuple):
     id: int
     track_id: int | None
@@ -64,7 +77,7 @@ def _count_in(starts: list[datetime], lo: datetime, hi: datetime) -> int:
     return bisect_right(starts, hi) - bisect_right(starts, lo)
 
 
-def rate_flags(new: Iterable[PlaySpan], recent_starts: list[datetime], limit: int) -> list[Flag]:
+def rate_flags(new: Iterable[Span], recent_starts: list[datetime], limit: int) -> list[Flag]:
     """Plays beyond `limit` in the hour before each new play's start."""
     starts = sorted(recent_starts)
     flags = []
@@ -75,10 +88,10 @@ def rate_flags(new: Iterable[PlaySpan], recent_starts: list[datetime], limit: in
     return flags
 
 
-def overlap_flags(new: Iterable[PlaySpan], others: list[PlaySpan]) -> list[Flag]:
+def overlap_flags(new: Iterable[Span], others: Sequence[Span]) -> list[Flag]:
     """New or grown plays that overlap another track's play by more than a song change
     (of two new plays that overlap, the later one)."""
-    ordered = sorted(others, key=lambda o: o.start)
+    ordered = sorted(others, key=_start)
     starts = [o.start for o in ordered]
     longest = max((o.end - o.start for o in ordered), default=timedelta(0))
     checked = list(new)
@@ -86,9 +99,11 @@ def overlap_flags(new: Iterable[PlaySpan], others: list[PlaySpan]) -> list[Flag]
     flags = []
     for p in checked:
         # Only plays that start before p ends and not so early they must have ended.
-        lo = bisect_left(starts, p.start - longest)
-        hi = bisect_right(starts, p.end)
-        for o in ordered[lo:hi]:
+        k = bisect_left(starts, p.start - longest)
+        hi = bisect_right(starts, p.end, k)
+        while k < hi:
+            o = ordered[k]
+            k += 1
             if o.id == p.id or o.track_id == p.track_id:
                 continue
             if o.id in ids and (o.start, o.id) > (p.start, p.id):
@@ -101,9 +116,13 @@ def overlap_flags(new: Iterable[PlaySpan], others: list[PlaySpan]) -> list[Flag]
     return flags
 
 
+def _start(span: Span) -> datetime:
+    return span.start
+
+
 def loop_flags(
-    new: Iterable[PlaySpan],
-    recent: list[PlaySpan],
+    new: Iterable[Span],
+    recent: Sequence[Span],
     limit: int,
     durations: dict[int, int | None],
 ) -> list[Flag]:
@@ -157,9 +176,9 @@ async def check(
     if not touched:
         return []
     s = ctx.settings.detection
-    recent = [PlaySpan(p.id, p.track_id, p.start, p.end) for p in (*existing, *new)]
-    spans = {p.id: PlaySpan(p.id, p.track_id, p.start, p.end) for p in touched}
-    new_spans = [spans[p.id] for p in new]
+    # VenuePlay has the fields of a PlaySpan (id, track_id, start, end): the
+    # rules read the plays as they are, with no copy per play.
+    recent = [*existing, *new]
     durations = dict(
         (
             await session.execute(
@@ -170,12 +189,12 @@ async def check(
         ).all()
     )
     flags = [
-        *rate_flags(new_spans, [r.start for r in recent], s.max_plays_per_hour),
-        *overlap_flags(spans.values(), recent),
-        *loop_flags(new_spans, recent, s.max_repeats, durations),
+        *rate_flags(new, [r.start for r in recent], s.max_plays_per_hour),
+        *overlap_flags(touched, recent),
+        *loop_flags(new, recent, s.max_repeats, durations),
     ]
     if drift_reason:
-        flags += [Flag(p.id, "match-rate", drift_reason) for p in new_spans]
+        flags += [Flag(p.id, "match-rate", drift_reason) for p in new]
     if flags:
         await hold(ctx, session, device, flags)
     return flags

@@ -15,16 +15,19 @@ royalty close splits a venue's fee by (DESIGN.md 7).
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.context import NodeContext
-from node.models import Play, new_uuid, utcnow
+from node.models import Play, utcnow
 
-from .bulk import insert_many
+from .bulk import db_time, insert_many
+from .device_models import DetectionItem
 
 PLAY_COLUMNS = (
     "uuid",
@@ -42,6 +45,7 @@ PLAY_COLUMNS = (
     "origin",
     "created_at",
 )
+PLAY_COLUMNS_WITH_ID = ("id", *PLAY_COLUMNS)
 
 # A song (or a DJ's extended mix) is not longer than this; older plays are
 # not looked at when joining detections, which bounds the query.
@@ -113,6 +117,20 @@ async def assign_plays(
     detections = sorted(detections, key=lambda d: (d.captured_at, d.index))
     lo = detections[0].captured_at - LOOKBACK
     hi = max(d.end for d in detections) + gap
+    # The device's plays that started in [lo, hi]. `plays` has no index by
+    # device, but every venue play has an item captured exactly at its start
+    # (a play starts at its earliest member), so the items' (device,
+    # captured_at) index finds them without scanning every play.
+    in_window = (
+        select(DetectionItem.play_id)
+        .where(
+            DetectionItem.device_id == device_id,
+            DetectionItem.captured_at >= lo,
+            DetectionItem.captured_at <= hi,
+            DetectionItem.play_id.is_not(None),
+        )
+        .scalar_subquery()
+    )
     rows = await session.execute(
         select(
             Play.id,
@@ -124,6 +142,7 @@ async def assign_plays(
             Play.started_at,
             Play.ms_listened,
         ).where(
+            Play.id.in_(in_window),
             Play.device_id == device_id,
             Play.started_at >= lo,
             Play.started_at <= hi,
@@ -149,21 +168,30 @@ async def assign_plays(
         by_track.setdefault(r.track_id, []).append(existing[-1])
     assigned: dict[int, VenuePlay] = {}
     new: list[VenuePlay] = []
+    uuids = iter(new_uuids(len(detections)))
     for d in detections:
-        play = next((p for p in by_track.get(d.track_id, ()) if p.touches(d, gap)), None)
+        play = None
+        same = by_track.get(d.track_id)
+        if same is not None:
+            for p in same:
+                if p.touches(d, gap):
+                    play = p
+                    break
+        else:
+            same = by_track[d.track_id] = []
         if play is None:
             play = VenuePlay(
-                id=None,
-                uuid=new_uuid(),
-                track_id=d.track_id,
-                track_uri=d.track_uri,
-                artist_uri=d.artist_uri,
-                track_local=d.track_local,
-                source=d.source,
-                start=d.captured_at,
-                end=d.end,
+                None,
+                next(uuids),
+                d.track_id,
+                d.track_uri,
+                d.artist_uri,
+                d.track_local,
+                d.source,
+                d.captured_at,
+                d.end,
             )
-            by_track.setdefault(d.track_id, []).append(play)
+            same.append(play)
             new.append(play)
         elif d.captured_at < play.start or d.end > play.end:
             play.start = min(play.start, d.captured_at)
@@ -172,8 +200,31 @@ async def assign_plays(
         play.members.append(d.index)
         assigned[d.index] = play
 
-    await _write(ctx, session, device_id, venue_id, listener, new, by_track)
+    await _write(ctx, session, device_id, venue_id, listener, new, existing)
     return assigned, new, existing
+
+
+def new_uuids(n: int) -> list[str]:
+    """`n` time-ordered UUIDs (version 7, RFC 9562 section 5.7) as text.
+
+    A play's uuid and URI are unique indexes: random (version 4) keys land
+    on a different page of each index per row, and with SQLite's WAL every
+    touched page is written again at commit, which made the uuids the
+    costliest part of recording a play. Version 7 keys start with the
+    millisecond, so a batch's plays go to the end of both indexes. The
+    other 74 bits are random, so they are still not guessable."""
+    stamp = f"{time.time_ns() // 1_000_000:012x}"
+    head = f"{stamp[:8]}-{stamp[8:]}-7"
+    raw = os.urandom(10 * n).hex()
+    out = []
+    for k in range(0, 20 * n, 20):
+        r = raw[k : k + 20]
+        out.append(f"{head}{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[8:20]}")
+    return out
+
+
+# The RFC 9562 variant: the two top bits of the 17th hex digit are 10.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 async def _write(
@@ -183,23 +234,31 @@ async def _write(
     venue_id: int,
     listener: tuple[int, str],
     new: list[VenuePlay],
-    by_track: dict[int, list[VenuePlay]],
+    existing: list[VenuePlay],
 ) -> None:
     listener_id, listener_uri = listener
-    now = utcnow()
-    grown = [p for plays in by_track.values() for p in plays if p.changed and p.id is not None]
+    conn = await session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    to_db = db_time(conn.dialect.name)
     if new:
-        # One executemany for the batch's new plays, then their ids by uuid in
-        # a few reads: the ingest target is tens of thousands of declared plays
-        # a second, and INSERT ... RETURNING in parameter order falls back to
-        # one statement per row on SQLite.
+        # One executemany for the batch's new plays (the ingest target is tens
+        # of thousands of declared plays a second). On SQLite this transaction
+        # holds the only write lock (BEGIN IMMEDIATE), so the ids are given
+        # here, exactly as SQLite would (max + 1 onwards), and need no read
+        # back; on PostgreSQL the sequence gives them and they are read back.
+        if sqlite:
+            top = (await conn.exec_driver_sql("SELECT max(id) FROM plays")).scalar() or 0
+            for k, p in enumerate(new, start=top + 1):
+                p.id = k
         uri = ctx.urls.obj("plays", "")
+        now = to_db(utcnow())
         await insert_many(
             session,
             Play.__table__,
-            PLAY_COLUMNS,
+            PLAY_COLUMNS_WITH_ID if sqlite else PLAY_COLUMNS,
             [
                 (
+                    *((p.id,) if sqlite else ()),
                     p.uuid,
                     uri + p.uuid,
                     listener_id,
@@ -207,7 +266,7 @@ async def _write(
                     p.track_id,
                     p.track_uri,
                     p.artist_uri,
-                    p.start,
+                    to_db(p.start),
                     p.ms,
                     p.source,
                     device_id,
@@ -218,24 +277,30 @@ async def _write(
                 for p in new
             ],
         )
-        by_uuid = {p.uuid: p for p in new}
-        uuids = list(by_uuid)
-        for i in range(0, len(uuids), 500):
-            rows = await session.execute(
-                select(Play.uuid, Play.id).where(Play.uuid.in_(uuids[i : i + 500]))
-            )
-            for uuid, play_id in rows.all():
-                by_uuid[uuid].id = play_id
-    for p in grown:
-        await session.execute(
-            update(Play).where(Play.id == p.id).values(started_at=p.start, ms_listened=p.ms)
+        if not sqlite:
+            by_uuid = {p.uuid: p for p in new}
+            uuids = list(by_uuid)
+            for i in range(0, len(uuids), 1000):
+                rows = await session.execute(
+                    select(Play.uuid, Play.id).where(Play.uuid.in_(uuids[i : i + 1000]))
+                )
+                for uuid, play_id in rows.all():
+                    by_uuid[uuid].id = play_id
+    grown = [p for p in existing if p.changed]
+    if grown:
+        mark = "?" if sqlite else "%s"
+        await conn.exec_driver_sql(
+            f"UPDATE plays SET started_at = {mark}, ms_listened = {mark} WHERE id = {mark}",
+            [(to_db(p.start), p.ms, p.id) for p in grown],
         )
+    prefix = ctx.urls.obj("plays", "")
+    emit = ctx.bus.emit
     for p in new:
-        await ctx.bus.emit(
+        await emit(
             session,
             "play.recorded",
             play_id=p.id,
-            uri=ctx.urls.obj("plays", p.uuid),
+            uri=prefix + p.uuid,
             track_local=p.track_local,
             origin="local",
         )

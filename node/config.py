@@ -325,6 +325,33 @@ SETTINGS: list[Setting] = [
         "Held plays of one device within 24 hours that quarantine it (with auto_quarantine).",
         int,
     ),
+    Setting(
+        "detection",
+        "peer_match",
+        False,
+        "Ask peer nodes (signed, node to node) about windows no local track matches, "
+        "and answer their questions (`POST /api/v1/detection/match`).",
+        bool,
+    ),
+    Setting(
+        "detection",
+        "peers",
+        [],
+        "Nodes to ask and answer (base URLs like `https://queens.example`) besides the hosts "
+        "of remote artists this node's users follow.",
+        list,
+    ),
+    Setting("detection", "peer_max_nodes", 4, "Most peer nodes asked about one batch.", int),
+    Setting(
+        "detection", "peer_timeout_seconds", 3.0, "How long one peer may take to answer.", float
+    ),
+    Setting(
+        "detection",
+        "peer_cache_seconds",
+        3600,
+        "How long a peer's answer (a track or none) is kept, by fingerprint digest.",
+        int,
+    ),
     # live
     Setting(
         "live",
