@@ -414,11 +414,17 @@ def demo_network_steps() -> list[tuple[str, Any]]:
     """The demo's steps across nodes: the core's, then the subsystems' own
     (here, in the composition root, because the core may not import them)."""
     from detection.demo import venue_devices
+    from media.demo import give_tracks_audio
     from royalties.clearing_demo import close_and_clear
 
     from .demo import NETWORK_STEPS
 
-    return [*NETWORK_STEPS, ("venue devices", venue_devices), ("royalties", close_and_clear)]
+    return [
+        *NETWORK_STEPS,
+        ("audio", give_tracks_audio),
+        ("venue devices", venue_devices),
+        ("royalties", close_and_clear),
+    ]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

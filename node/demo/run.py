@@ -63,6 +63,8 @@ async def _open_node(
                 "federation.allow_private_addresses": True,
                 "log.format": "text",
                 "jobs.poll_seconds": 0.2,
+                # Three nodes share one machine: one transcoding process each.
+                "media.transcode_processes": 1,
             },
         )
     settings = load_settings(data_dir, environ=_demo_environ())
@@ -174,6 +176,125 @@ async def _answers(http: aiohttp.ClientSession, url: str) -> bool:
     return False
 
 
+async def playable_release(node: DemoNode) -> tuple[str, str, int] | None:
+    """(uuid, title, tracks) of the first artist's release whose every track has
+    transcoded audio (the one the audio step gave a master), or None."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from ..models import Account, Release
+
+    async with node.ctx.db.read_session() as s:
+        actor_id = await s.scalar(
+            select(Account.actor_id).where(Account.username == node.spec.artists[0].handle)
+        )
+        releases = (
+            await s.scalars(
+                select(Release)
+                .options(selectinload(Release.tracks))
+                .where(Release.artist_id == actor_id, Release.state == "published")
+                .order_by(Release.published_at.desc(), Release.id.desc())
+            )
+        ).all()
+        for release in releases:
+            tracks = release.tracks
+            if tracks and all(t.state == "ready" and (t.media or {}).get("files") for t in tracks):
+                return release.uuid, release.title, len(tracks)
+    return None
+
+
+async def heard_venue(node: DemoNode) -> tuple[str, str, int] | None:
+    """(uuid, name, plays) of the node's venue where a listening device reported the most plays."""
+    from sqlalchemy import func, select
+
+    from ..models import Play, Venue
+
+    async with node.ctx.db.read_session() as s:
+        row = (
+            await s.execute(
+                select(Venue.uuid, Venue.name, func.count(Play.id))
+                .join(Play, Play.venue_id == Venue.id)
+                .where(Venue.local.is_(True))
+                .group_by(Venue.id, Venue.uuid, Venue.name)
+                .order_by(func.count(Play.id).desc(), Venue.id)
+                .limit(1)
+            )
+        ).first()
+    return tuple(row) if row else None
+
+
+def _last_month() -> str:
+    from datetime import UTC, datetime, timedelta
+
+    first = datetime.now(UTC).replace(day=1)
+    last = first - timedelta(days=1)
+    return f"{last.year:04d}-{last.month:02d}"
+
+
+async def _subsystem_lines(
+    network: DemoNetwork, http: aiohttp.ClientSession
+) -> tuple[list[str], list[str]]:
+    """The banner's lines for audio, venues, royalties and live (only pages that
+    answer), and what of it the demo did not set up."""
+    first = network.nodes[0]
+    artist = first.spec.artists[0]
+    lines: list[str] = []
+    missing: list[str] = []
+
+    def add(label: str, url: str, what: str) -> None:
+        lines.append(f"  {label:<16}{url}")
+        lines.append(f"  {'':<16}  {what}")
+
+    found = await playable_release(first)
+    if found and await _answers(http, f"{first.url}/releases/{found[0]}"):
+        uuid, title, n = found
+        add(
+            "play a track",
+            f"{first.url}/releases/{uuid}",
+            f"“{title}” by {artist.name}: {n} track{'s' if n > 1 else ''} with transcoded audio",
+        )
+    else:
+        missing.append("audio (the tracks have no audio yet)")
+    if await _answers(http, f"{first.url}/studio"):
+        add(
+            "upload audio",
+            f"{first.url}/studio",
+            f"log in as {artist.handle}; a master becomes Opus and MP3 in the background",
+        )
+    venue = await heard_venue(first)
+    if venue and await _answers(http, f"{first.url}/venues/{venue[0]}"):
+        add(
+            "a venue",
+            f"{first.url}/venues/{venue[0]}",
+            f"{venue[1]}: {venue[2]} plays its listening device reported in signed batches",
+        )
+    period = _last_month()
+    if await _answers(http, f"{first.url}/royalties/{period}"):
+        add(
+            "royalties",
+            f"{first.url}/royalties/{period}",
+            f"{period} closed on every node and cleared between them (the ledger provider)",
+        )
+    elif await _answers(http, f"{first.url}/royalties"):
+        add("royalties", f"{first.url}/royalties", "the transparency report (no month closed)")
+        missing.append("a closed royalty month")
+    if await _answers(http, f"{first.url}/live/go"):
+        add(
+            "go live",
+            f"{first.url}/live/go",
+            f"as {artist.handle}: send audio from the browser (WHIP); fans on every node listen",
+        )
+        missing.append("a live session (nobody is live until you go live)")
+    if await _answers(http, f"{first.url}/me/subsonic"):
+        add(
+            "Subsonic apps",
+            f"{first.url}/me/subsonic",
+            "set a Subsonic password, then point DSub, Symfonium or Feishin at the node",
+        )
+    missing.append("Stripe (subscriptions and payouts use the built-in ledger; Stripe needs keys)")
+    return lines, missing
+
+
 async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO) -> None:
     first = network.nodes[0]
     lines = [
@@ -237,6 +358,9 @@ async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO)
         f"  {'WebFinger':<16}{first.url}/.well-known/webfinger?resource=acct:{artist.handle}@{first.domain}",
         f"  {'NodeInfo':<16}{first.url}/nodeinfo/2.1",
     ]
+    shows, missing = await _subsystem_lines(network, http)
+    if shows:
+        lines += ["", "Audio, venues, royalties and live:", *shows]
     if len(network.nodes) > 1:
         second = network.nodes[1]
         fan = node_fans(first.spec)[0][0]
@@ -259,11 +383,7 @@ async def banner(network: DemoNetwork, http: aiohttp.ClientSession, out: TextIO)
     if network.notes:
         lines += ["", "Federation is catching up (it delivers in the background):"]
         lines += [f"  {note}" for note in network.notes]
-    lines += [
-        "",
-        "In progress (not in this demo yet): audio, live sessions and royalties.",
-        "",
-    ]
+    lines += ["", "Not set up in this demo:", *[f"  {m}" for m in missing], ""]
     out.write("\n".join(lines) + "\n")
     out.flush()
 

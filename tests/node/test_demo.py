@@ -31,7 +31,7 @@ from node.demo import ADMIN, DEMO_PASSWORD, DemoError, run_demo
 from node.demo.data import follow_picks, headliner, node_fans, node_specs
 from node.demo.run import federation_counts
 from node.demo.seed import DemoNetwork, seed
-from node.models import Follow, Play, Release
+from node.models import Follow, Job, Play, Release
 
 
 def free_base_port(n: int) -> int:
@@ -80,16 +80,19 @@ async def _eventually(check, timeout: float = 20.0):
     return result
 
 
-async def _db_counts(network: DemoNetwork) -> dict[str, tuple[int, int, int]]:
-    """(follows, plays, releases) rows on each node, to see that a re-run adds none."""
+async def _db_counts(network: DemoNetwork) -> dict[str, tuple[int, ...]]:
+    """(follows, plays, releases, transcodes) on each node, to see that a re-run adds none."""
     counts = {}
     for node in network.nodes:
         async with node.ctx.db.read_session() as s:
-            counts[node.spec.key] = tuple(
-                [
+            counts[node.spec.key] = (
+                *[
                     await s.scalar(sa.select(sa.func.count()).select_from(model))
                     for model in (Follow, Play, Release)
-                ]
+                ],
+                await s.scalar(
+                    sa.select(sa.func.count()).select_from(Job).where(Job.kind == "media.transcode")
+                ),
             )
     return counts
 
@@ -242,6 +245,25 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
 
             await _eventually(counted_at_queens)
 
+            # That track has audio: its stream on Brooklyn (the fan's node) leads
+            # to the MP3 Queens transcoded, and the bytes are MP3 frames.
+            async with http.get(f"{brooklyn.url}/tracks/{track['uuid']}/stream") as r:
+                assert r.status == 200, (r.status, await r.text())
+                assert r.content_type == "audio/mpeg"
+                assert str(r.url).startswith(f"{queens.url}/tracks/")
+                head = await r.content.read(4096)
+            assert head[:3] == b"ID3" or (head[0] == 0xFF and head[1] & 0xE0 == 0xE0), head[:8]
+
+            # The banner's track to play: its page has play buttons whose stream answers.
+            page = re.search(r"  play a track    (\S+)", out.getvalue()).group(1)
+            async with http.get(page) as r:
+                assert r.status == 200
+                src = re.search(r'data-play-src="([^"]+)"', await r.text()).group(1)
+            async with http.get(
+                brooklyn.url + src.replace("&amp;", "&"), headers={"Range": "bytes=0-1023"}
+            ) as r:
+                assert r.status == 206 and len(await r.read()) == 1024
+
             # The banner's follow command works as printed: its token, its target.
             text = out.getvalue()
             banner_token = re.search(r"export TOKEN=(\S+)", text).group(1)
@@ -325,9 +347,22 @@ async def test_three_seeded_nodes_answer_over_http(tmp_path, databases):
     for label in ("the feed", "follow across", "WebFinger", "NodeInfo"):
         assert f"  {label}" in banner
     assert f"{seen['brooklyn']['url']}/.well-known/webfinger?resource=acct:" in banner
-    in_progress = banner[banner.index("In progress") :]
-    assert "royalties" in in_progress  # it does not pretend royalties exist yet
-    assert "federation" not in in_progress and "plays" not in in_progress
+    # What the subsystems show, each at a page that answered when the banner was made.
+    brooklyn = seen["brooklyn"]["url"]
+    assert re.search(rf"  play a track    {brooklyn}/releases/[0-9a-f-]{{36}}\n", banner)
+    assert re.search(rf"  a venue         {brooklyn}/venues/[0-9a-f-]{{36}}\n", banner)
+    assert re.search(rf"  royalties       {brooklyn}/royalties/\d{{4}}-\d\d\n", banner)
+    for label, path in (
+        ("upload audio", "/studio"),
+        ("go live", "/live/go"),
+        ("Subsonic apps", "/me/subsonic"),
+    ):
+        assert f"  {label:<16}{brooklyn}{path}\n" in banner
+    # Only what really is not set up is said to be missing: no one is live.
+    missing = banner[banner.index("Not set up in this demo:") :]
+    assert "live session" in missing
+    for shown in ("audio", "royalt", "venue", "federation", "plays"):
+        assert shown not in missing, (shown, missing)
 
 
 @pytest.mark.slow

@@ -54,6 +54,7 @@ async def test_a_fan_signs_up_and_is_signed_in(node):
     assert "@maya" in html and 'name="csrf-token"' in html and "Sign out" in html
     me = await (await node.client.get("/me")).text()
     assert "maya@example.org" in me and "Fan" in me and "Admin console" not in me
+    assert 'href="/me/subsonic"' in me  # where a fan sets a password for Subsonic apps
     async with node.ctx.db.read_session() as s:
         account = await s.scalar(select(Account).where(Account.username == "maya"))
         assert account.role == "fan"
