@@ -1,7 +1,8 @@
 """From an uploaded master to a playable track: inspection, the transcode job, the results.
 
 1. Upload: the core calls `ctx.upload_inspector` (installed here) before it
-   stores anything. The master is decoded completely in the process pool
+   stores anything, with the file `read_multipart` spooled to DATA/tmp (an
+   upload never sits in memory whole). The master is decoded completely in the process pool
    (`media.probe`) and its tags read (`media.tags`); a bad file raises a
    415 or 422 problem and nothing is kept.
 2. `track.uploaded` (emitted in the upload's transaction) enqueues the job
@@ -11,7 +12,9 @@
    through `media.storage` under `audio/{artist}/{track}/...` and
    `covers/{artist}/{track}/{size}.jpg`; fills `track.media` (the shape is in
    /work/helpers/INTERFACES.md); sets the track `ready` and emits
-   `track.ready` and `track.updated`.
+   `track.ready` and `track.updated`. The master is then kept once, in
+   storage (`files.original`): the upload's copy under DATA/uploads is
+   removed and `track.original_path` cleared.
 4. A failure is written on the track (`media.error`, `media.attempts`) and
    retried by the job queue with backoff; after `media.transcode_attempts`
    tries (or at once when retrying cannot help, e.g. the master is gone)
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from node.appkeys import CTX
 from node.context import NodeContext
@@ -118,20 +121,30 @@ def problem_for(e: probe.ProbeError) -> Exception:
     return ValidationFailed([{"field": "file", "message": e.detail}], detail=e.detail)
 
 
-async def inspect_upload(ctx: NodeContext, filename: str, mime: str, data: bytes) -> dict[str, Any]:
-    """Decode an upload before it is stored; raise 415/422 problems for bad files."""
+async def inspect_upload(
+    ctx: NodeContext, filename: str, mime: str, data: bytes | Path
+) -> dict[str, Any]:
+    """Decode an upload before it is stored; raise 415/422 problems for bad files.
+
+    `data` is the file `read_multipart` spooled to disk (decoded where it
+    is, no copy), or bytes (written to a scratch file first).
+    """
+    if isinstance(data, Path):
+        return await _inspect_path(ctx, data)
     work = scratch_dir(ctx, "upload")
     try:
         path = work / "master"
         await asyncio.to_thread(path.write_bytes, data)
-        try:
-            return await in_pool(
-                ctx, inspect_file, str(path), ctx.settings.media.max_duration_seconds
-            )
-        except probe.ProbeError as e:
-            raise problem_for(e) from None
+        return await _inspect_path(ctx, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def _inspect_path(ctx: NodeContext, path: Path) -> dict[str, Any]:
+    try:
+        return await in_pool(ctx, inspect_file, str(path), ctx.settings.media.max_duration_seconds)
+    except probe.ProbeError as e:
+        raise problem_for(e) from None
 
 
 # ---- 2. the job --------------------------------------------------------------
@@ -143,7 +156,7 @@ def setup(app: web.Application) -> None:
 
     ctx = app[CTX]
 
-    async def inspector(filename: str, mime: str, data: bytes) -> dict[str, Any]:
+    async def inspector(filename: str, mime: str, data: bytes | Path) -> dict[str, Any]:
         return await inspect_upload(ctx, filename, mime, data)
 
     ctx.upload_inspector = inspector
@@ -244,9 +257,24 @@ async def transcode_job(ctx: NodeContext, job: Job) -> None:
         track.duration_ms = media["files"]["original"]["duration_ms"] or track.duration_ms
         track.state = "ready"
         track.updated_at = utcnow()
+        # The master now lives in storage (files.original): one copy, not two.
+        track.original_path = None
         await s.flush()
         await ctx.bus.emit(s, "track.ready", track_id=track.id, uri=track.uri)
         await ctx.bus.emit(s, "track.updated", track_id=track.id, uri=track.uri)
+    await _drop_upload(ctx, original)
+
+
+async def _drop_upload(ctx: NodeContext, original: str) -> None:
+    """Remove DATA/uploads/... once no track needs it (older uploads were
+    shared by content between tracks with the same bytes)."""
+    async with ctx.db.read_session() as s:
+        users = await s.scalar(
+            select(func.count()).select_from(Track).where(Track.original_path == original)
+        )
+    if not users:
+        path = ctx.settings.data_dir / original
+        await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
 async def _produce(

@@ -64,8 +64,9 @@ class NodeContext:
     extras: dict[str, Any] = field(default_factory=dict)
     directory: Directory | None = None
     # Set by media: `await upload_inspector(filename, mime, data)` decodes an upload
-    # before anything is stored and returns what it found (or raises a NodeError).
-    upload_inspector: Callable[[str, str, bytes], Awaitable[dict[str, Any]]] | None = None
+    # (bytes, or the Path of a spooled file) before anything is stored and returns
+    # what it found (or raises a NodeError).
+    upload_inspector: Callable[[str, str, Any], Awaitable[dict[str, Any]]] | None = None
 
     async def enqueue(
         self, session: Any, kind: str, payload: dict[str, Any] | None = None, **kw: Any

@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from node.api.routing import read_multipart
+from node.api.routing import discard_uploads, read_multipart
 from node.appkeys import ACCOUNT, CTX
 from node.errors import Forbidden, NodeError
 from node.models import RELEASE_KINDS, Account, Release, Track
@@ -134,17 +134,22 @@ async def upload(request: web.Request) -> web.Response:
     fields, files = await read_multipart(
         request, ctx.settings.media.max_upload_bytes, ctx.settings.node.max_request_bytes
     )
-    csrf.require(request, fields)
-    file = files.get("file")
-    if file is None or not file[2]:
-        return _back(request, "error", "Choose an audio file to upload.")
-    values = {"title": str(fields.get("title") or "").strip()[:200]}
     try:
-        inspected = await ctx.upload_inspector(*file) if ctx.upload_inspector else None
-        async with ctx.db.transaction() as s:
-            track = await catalog.create_track(ctx, s, account, values, file, inspected=inspected)
-    except NodeError as e:
-        return _back(request, "error", f"{file[0]}: {e.detail}")
+        csrf.require(request, fields)
+        file = files.get("file")
+        if file is None or not file[2].stat().st_size:
+            return _back(request, "error", "Choose an audio file to upload.")
+        values = {"title": str(fields.get("title") or "").strip()[:200]}
+        try:
+            inspected = await ctx.upload_inspector(*file) if ctx.upload_inspector else None
+            async with ctx.db.transaction() as s:
+                track = await catalog.create_track(
+                    ctx, s, account, values, file, inspected=inspected
+                )
+        except NodeError as e:
+            return _back(request, "error", f"{file[0]}: {e.detail}")
+    finally:
+        discard_uploads(files)  # the master, if taken, was moved away
     return _back(request, "ok", f"Uploaded “{track.title}”; it is being processed.")
 
 

@@ -4,10 +4,14 @@ validation, the authorization check and the endpoint's OpenAPI entry.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +33,8 @@ class Call:
     account: Account | None
     body: dict[str, Any]
     query: dict[str, Any]
-    files: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
+    # name: (filename, content type, temporary file); see read_multipart.
+    files: dict[str, tuple[str, str, Path]] = field(default_factory=dict)
 
     def path(self, name: str) -> str:
         return self.request.match_info[name]
@@ -127,34 +132,79 @@ async def read_json(request: web.Request, limit: int) -> Any:
 async def read_multipart(
     request: web.Request, file_limit: int, field_limit: int
 ) -> tuple[dict, dict]:
-    """Fields and files of a multipart body, each bounded while it streams in."""
+    """Fields and files of a multipart body, each bounded while it streams in.
+
+    A file part is written as it arrives to a temporary file under DATA/tmp
+    (never held in memory: a master can be hundreds of megabytes); `files`
+    maps the part's name to (filename, content type, path). The caller owns
+    those files: `discard_uploads(files)` once done (whatever was not moved
+    away). On any error here they are already gone.
+    """
     fields: dict[str, Any] = {}
-    files: dict[str, tuple[str, str, bytes]] = {}
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if part.filename is not None:
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(1 << 16):
-                size += len(chunk)
-                if size > file_limit:
-                    raise PayloadTooLarge(f"the file is larger than {file_limit} bytes")
-                chunks.append(chunk)
-            files[part.name] = (
-                part.filename,
-                part.headers.get("Content-Type", "application/octet-stream"),
-                b"".join(chunks),
-            )
-        else:
-            value = await part.read(decode=True)
-            if len(value) > field_limit:
-                raise PayloadTooLarge(f"field {part.name} is too long")
-            text = value.decode("utf-8", errors="replace")
-            if part.name in fields:  # repeated field: a list (tracks=a&tracks=b)
-                prev = fields[part.name]
-                fields[part.name] = (prev if isinstance(prev, list) else [prev]) + [text]
+    files: dict[str, tuple[str, str, Path]] = {}
+    tmp_dir = request.config_dict[CTX].settings.data_dir / "tmp"
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if part.filename is not None:
+                if part.name in files:  # a repeated file field: the last one counts
+                    discard_uploads({part.name: files.pop(part.name)})
+                path = tmp_dir / f"upload-{secrets.token_hex(8)}.part"
+                files[part.name] = (
+                    part.filename,
+                    part.headers.get("Content-Type", "application/octet-stream"),
+                    path,
+                )
+                await _spool(part, path, file_limit)
             else:
-                fields[part.name] = text
+                value = await part.read(decode=True)
+                if len(value) > field_limit:
+                    raise PayloadTooLarge(f"field {part.name} is too long")
+                text = value.decode("utf-8", errors="replace")
+                if part.name in fields:  # repeated field: a list (tracks=a&tracks=b)
+                    prev = fields[part.name]
+                    fields[part.name] = (prev if isinstance(prev, list) else [prev]) + [text]
+                else:
+                    fields[part.name] = text
+    except BaseException:
+        discard_uploads(files)
+        raise
     return fields, files
+
+
+_SPOOL_BLOCK = 1 << 20  # written to disk a MiB at a time, off the event loop
+
+
+async def _spool(part: Any, path: Path, limit: int) -> None:
+    """Copy one file part to `path`, refusing it past `limit` bytes."""
+
+    def open_new() -> Any:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "xb")  # noqa: SIM115 - closed below
+
+    f = await asyncio.to_thread(open_new)
+    try:
+        size, buf, held = 0, [], 0
+        while chunk := await part.read_chunk(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the file is larger than {limit} bytes")
+            buf.append(chunk)
+            held += len(chunk)
+            if held >= _SPOOL_BLOCK:
+                await asyncio.to_thread(f.write, b"".join(buf))
+                buf, held = [], 0
+        if buf:
+            await asyncio.to_thread(f.write, b"".join(buf))
+    finally:
+        f.close()
+
+
+def discard_uploads(files: dict[str, tuple[str, str, Path]]) -> None:
+    """Remove the temporary files `read_multipart` left (those still there)."""
+    for _name, _mime, path in files.values():
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -165,17 +215,20 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             require_role(account, ep.role)
         query = ep.query.validate(dict(request.query)) if ep.query else {}
         body: dict[str, Any] = {}
-        files: dict[str, tuple[str, str, bytes]] = {}
-        if ep.body is not None:
-            limit = ctx.settings.node.max_request_bytes
-            if ep.multipart and request.content_type == "multipart/form-data":
-                raw, files = await read_multipart(
-                    request, ctx.settings.media.max_upload_bytes, limit
-                )
-            else:
-                raw = await read_json(request, limit)
-            body = ep.body.validate(raw)
-        result = await ep.handler(Call(request, ctx, account, body, query, files))
+        files: dict[str, tuple[str, str, Path]] = {}
+        try:
+            if ep.body is not None:
+                limit = ctx.settings.node.max_request_bytes
+                if ep.multipart and request.content_type == "multipart/form-data":
+                    raw, files = await read_multipart(
+                        request, ctx.settings.media.max_upload_bytes, limit
+                    )
+                else:
+                    raw = await read_json(request, limit)
+                body = ep.body.validate(raw)
+            result = await ep.handler(Call(request, ctx, account, body, query, files))
+        finally:
+            discard_uploads(files)  # what the handler kept, it moved away
         if isinstance(result, web.StreamResponse):
             return result
         if result is None:

@@ -7,8 +7,10 @@ federation and search pick up.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -287,12 +289,13 @@ async def create_track(
     session: AsyncSession,
     account: Account,
     values: dict[str, Any],
-    upload: tuple[str, str, bytes] | None = None,
+    upload: tuple[str, str, bytes | Path] | None = None,
     inspected: dict[str, Any] | None = None,
 ) -> Track:
     """Create a track's metadata, with its master if one was uploaded.
 
-    The master is kept as sent (content-addressed under DATA/uploads) and
+    The master is kept as sent (under DATA/uploads, until the pipeline has
+    put it in storage; a spooled upload is moved there, not copied) and
     `track.uploaded` is emitted; the media pipeline takes it from there.
     `inspected` is what `ctx.upload_inspector` found in the master (decoded
     duration, its real type, tags): the title, ISRC and genres default to
@@ -326,18 +329,10 @@ async def create_track(
         track.release_id, track.position = release.id, count + 1
     if upload is not None:
         filename, mime, data = upload
-        if len(data) > ctx.settings.media.max_upload_bytes:
-            raise PayloadTooLarge("the file is larger than this node accepts")
-        digest = hashlib.sha256(data).hexdigest()
-        path = ctx.settings.data_dir / "uploads" / digest[:2] / digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+        path, size = await _keep_master(ctx, data, track.uuid)
         track.original_path = str(path.relative_to(ctx.settings.data_dir))
         track.original_mime = ((inspected or {}).get("mime") or mime)[:100]
-        track.original_size = len(data)
+        track.original_size = size
         track.media = {"original_filename": Path(filename).name[:200]}
         if inspected:
             track.media["source"] = {
@@ -352,6 +347,43 @@ async def create_track(
     if upload is not None:
         await ctx.bus.emit(session, "track.uploaded", track_id=track.id, uri=track.uri)
     return track
+
+
+async def _keep_master(ctx: NodeContext, data: bytes | Path, uuid: str) -> tuple[Path, int]:
+    """Put an upload under DATA/uploads, one file per track (the pipeline
+    removes it once the master is in storage); returns (path, size).
+
+    `data` is bytes, or a file spooled by `read_multipart`, which is moved
+    (not copied: same file system), so a large master is never in memory.
+    """
+    limit = ctx.settings.media.max_upload_bytes
+
+    def keep() -> tuple[Path, int]:
+        if isinstance(data, Path):
+            size = data.stat().st_size
+            if size > limit:
+                raise PayloadTooLarge("the file is larger than this node accepts")
+            h = hashlib.sha256()
+            with open(data, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+        else:
+            size = len(data)
+            if size > limit:
+                raise PayloadTooLarge("the file is larger than this node accepts")
+            h = hashlib.sha256(data)
+        digest = h.hexdigest()
+        path = ctx.settings.data_dir / "uploads" / digest[:2] / f"{digest}-{uuid}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, Path):
+            os.replace(data, path)
+        else:
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return path, size
+
+    return await asyncio.to_thread(keep)
 
 
 def _with_tag_defaults(

@@ -3,7 +3,9 @@ decoded and described; bad files get a clear problem and leave nothing behind.""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from pathlib import Path
 
 import pytest
 from aiohttp import FormData
@@ -136,3 +138,28 @@ async def test_a_file_larger_than_the_node_accepts_is_refused(tmp_path, database
     assert r.content_type == "application/problem+json"
     assert await track_count(node) == 0
     assert leftovers(node) == []
+
+
+async def test_the_master_is_kept_once_in_storage_after_processing(node):
+    from media.storage import STORAGE
+
+    await node.user("ana", "artist")
+    master = synth.encode(SHORT, "flac")
+    r = await upload(node, "ana", master, "take.flac", title="Once")
+    assert r.status == 201, await r.text()
+    uuid = (await r.json())["uuid"]
+    # Until the pipeline has run, the upload waits under DATA/uploads (and
+    # nothing is left in the scratch folder the body was spooled to).
+    data = str(node.settings.data_dir)
+    kept = leftovers(node)
+    assert [Path(p).relative_to(data).parts[0] for p in kept] == ["uploads"]
+    assert await asyncio.to_thread(Path(kept[0]).read_bytes) == master
+
+    await node.run_jobs()
+    r = await node.client.get(f"/api/v1/tracks/{uuid}", headers=node.auth("ana"))
+    assert (await r.json())["state"] == "ready"
+    async with node.ctx.db.read_session() as s:
+        row = await s.scalar(select(Track).where(Track.uuid == uuid))
+    assert row.original_path is None
+    assert not [p for p in leftovers(node) if Path(p).relative_to(data).parts[0] == "uploads"]
+    assert await node.app[STORAGE].get_bytes(row.media["files"]["original"]["key"]) == master
