@@ -3,15 +3,17 @@
 Run by `nycmg demo` after the core's steps across nodes (node/cli.py
 composes it), so the web player, the stream links and Subsonic have
 something to play. On every node, the tracks of the EP that crossed over to
-the other nodes, and of the node's first artist's shortest release (the
-banner's "play a track" link), get a synthesized master (media/synth.py: chords, a
-beat, a little noise; longer than a minute, so the seeded durations stay
-realistic). Each master goes the way an upload does: `ctx.upload_inspector`
-decodes it, the file is kept under DATA/uploads, `track.uploaded` enqueues
-the transcode job, and the node's own worker makes the whole ladder (Opus,
-MP3 320 and 128, the preview, loudness, waveform). Once a track is ready,
-its `Update` carries the stream links to the followers' nodes; the step
-waits for both, bounded, and notes what is late for the banner.
+the other nodes and of the release on top of the node's first artist's page
+(the newest: in the demo the same EP, since its headliner is the first
+artist; it is the banner's "play a track" link) get a synthesized master
+(media/synth.py: chords, a beat, a little noise; a bit over a minute, as
+the demo's tracks must be). Each master goes the way an upload does:
+`ctx.upload_inspector` decodes it, the file is kept under DATA/uploads,
+`track.uploaded` enqueues the transcode job, and the node's own worker
+makes the whole ladder (Opus, MP3 320 and 128, the preview, loudness,
+waveform). Once a track is ready, its `Update` carries the stream links to
+the followers' nodes; the step waits for both, bounded, and notes what is
+late for the banner.
 
 The seeded tracks have metadata only and no API attaches a master to an
 existing track, so the master is attached here with the upload's own
@@ -32,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from node.demo.across import crossover_release
 from node.demo.model import DemoNetwork, DemoNode, run_all
@@ -61,7 +63,7 @@ def _seed_of(uuid: str) -> tuple[int, float]:
 
 
 async def _releases(node: DemoNode) -> tuple[int | None, int | None]:
-    """(the crossover EP, the first artist's shortest published release; newest on a tie)."""
+    """(the crossover EP, the release on top of the first artist's page: the newest)."""
     plan = crossover_release(node)
     handles = [plan["artist"].handle, node.spec.artists[0].handle]
     async with node.ctx.db.read_session() as s:
@@ -79,12 +81,6 @@ async def _releases(node: DemoNode) -> tuple[int | None, int | None]:
                 Release.local.is_(True),
             )
         )
-        size = (
-            select(func.count())
-            .select_from(Track)
-            .where(Track.release_id == Release.id)
-            .scalar_subquery()
-        )
         first = await s.scalar(
             select(Release.id)
             .where(
@@ -92,7 +88,7 @@ async def _releases(node: DemoNode) -> tuple[int | None, int | None]:
                 Release.state == "published",
                 Release.local.is_(True),
             )
-            .order_by(size, Release.published_at.desc(), Release.id.desc())
+            .order_by(Release.published_at.desc(), Release.id.desc())
             .limit(1)
         )
     return crossover, first
@@ -114,7 +110,7 @@ async def _tracks_of(node: DemoNode, release_ids: list[int | None], column: Any)
 
 async def demo_tracks(node: DemoNode) -> list[str]:
     """UUIDs of the node's tracks that get audio: the crossover EP's, then those
-    of the first artist's shortest release."""
+    of the release on top of the first artist's page (in the demo, the same EP)."""
     return await _tracks_of(node, list(await _releases(node)), Track.uuid)
 
 

@@ -545,8 +545,10 @@ def node_fans(spec: NodeSpec) -> list[tuple[str, str]]:
 
 
 def headliner(spec: NodeSpec) -> ArtistSpec:
-    """The node's artist whose new release crosses over to the fans on other nodes."""
-    return random.Random(f"{SEED}:{spec.key}:crossover").choice(spec.artists)
+    """The node's artist whose new release crosses over to the fans on other nodes:
+    its first, the one the banner's artist page shows, so that the release on top
+    of that page is the one that plays (the demo gives it audio) on every node."""
+    return spec.artists[0]
 
 
 def follow_picks(home: NodeSpec, fan: str, other: NodeSpec) -> list[ArtistSpec]:
