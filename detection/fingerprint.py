@@ -35,7 +35,8 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter, uniform_filter1d
+from scipy import fft as scipy_fft
+from scipy.ndimage import uniform_filter1d
 
 SAMPLE_RATE = 8000
 N_FFT = 1024
@@ -71,6 +72,7 @@ _BIN_HZ = SAMPLE_RATE / N_FFT
 _BIN_LO = int(np.floor(F_MIN_HZ / _BIN_HZ))
 _BIN_HI = int(np.ceil(F_MAX_HZ / _BIN_HZ))
 _LOG_STEP = float(np.log1p(BUCKET_RATIO))
+_WINDOW = np.hanning(N_FFT).astype(np.float32)
 
 
 class FingerprintError(ValueError):
@@ -110,40 +112,85 @@ def empty() -> Fingerprint:
     )
 
 
-def spectrogram(samples: np.ndarray) -> np.ndarray:
-    """Log-magnitude spectrogram (dB), shape (frames, bins), of mono audio."""
+def _frames(samples: np.ndarray) -> np.ndarray:
+    """Hann-windowed analysis frames, shape (frames, `N_FFT`), float32."""
     x = np.asarray(samples, dtype=np.float32).ravel()
     if x.size < N_FFT:
-        return np.zeros((0, N_FFT // 2 + 1), np.float32)
+        return np.zeros((0, N_FFT), np.float32)
     n_frames = 1 + (x.size - N_FFT) // HOP
     frames = np.lib.stride_tricks.as_strided(
         x, shape=(n_frames, N_FFT), strides=(x.strides[0] * HOP, x.strides[0]), writeable=False
     )
-    window = np.hanning(N_FFT).astype(np.float32)
-    mag = np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
+    return frames * _WINDOW
+
+
+def spectrogram(samples: np.ndarray) -> np.ndarray:
+    """Log-magnitude spectrogram (dB), shape (frames, bins), of mono audio."""
+    frames = _frames(samples)
+    if frames.shape[0] == 0:
+        return np.zeros((0, N_FFT // 2 + 1), np.float32)
+    mag = np.abs(scipy_fft.rfft(frames, axis=1)).astype(np.float32)
     return 20.0 * np.log10(mag + 1e-6)
+
+
+def _band_db(samples: np.ndarray) -> np.ndarray:
+    """Power (dB) of the landmark band, averaged over 3 frames, shape (frames, band bins).
+
+    The average is of power, not of dB: it steadies noise and keeps tones
+    and onsets. Only the band's bins are squared and logged.
+    """
+    frames = _frames(samples)
+    if frames.shape[0] == 0:
+        return np.zeros((0, _BIN_HI - _BIN_LO), np.float32)
+    spec = scipy_fft.rfft(frames, axis=1)[:, _BIN_LO:_BIN_HI]
+    power = spec.real * spec.real + spec.imag * spec.imag + np.float32(1e-12)
+    smooth = power.copy()  # a 3-frame mean with the edges repeated
+    smooth[1:] += power[:-1]
+    smooth[0] += power[0]
+    smooth[:-1] += power[1:]
+    smooth[-1] += power[-1]
+    return np.float32(10.0) * np.log10(smooth * np.float32(1.0 / 3.0))
+
+
+def _sliding_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Centred running maximum of odd `size` along `axis` (outside the array counts
+    as -inf), by doubling: log2(size) elementwise maxima instead of `size`."""
+    r = size // 2
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (r, r)
+    m = np.pad(x, pad, constant_values=-np.inf)
+
+    def shifted(a: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
+        idx = [slice(None)] * a.ndim
+        idx[axis] = slice(lo, hi)
+        return a[tuple(idx)]
+
+    width = 1
+    while width * 2 <= size:
+        m = np.maximum(shifted(m, 0, -width), shifted(m, width, None))
+        width *= 2
+    rest = size - width
+    if rest:
+        m = np.maximum(shifted(m, 0, -rest), shifted(m, rest, None))
+    return m
 
 
 def find_peaks(
     samples: np.ndarray, peaks_per_second: int = PEAKS_PER_SECOND
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Spectral landmark peaks: (frames int32, fractional bins float32, frame count)."""
-    spec = spectrogram(samples)
-    n_frames = spec.shape[0]
+    band = _band_db(samples)
+    n_frames = band.shape[0]
     if n_frames == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.float32), 0
-    band = spec[:, _BIN_LO:_BIN_HI]
-    # Power averaged over 3 frames: steadies noise, keeps tones and onsets.
-    power = uniform_filter1d(np.power(10.0, band / 10.0), size=3, axis=0, mode="nearest")
-    band = 10.0 * np.log10(power + 1e-12)
     # A peak must stand out against its neighbours in frequency (whitening)
     # AND against the same frequency over the last/next ~2 s (steady noise,
     # held chords and the room's equalisation all sit in that running level).
     across = band - uniform_filter1d(band, size=ENVELOPE_BINS, axis=1, mode="nearest")
     along = band - uniform_filter1d(band, size=TIME_ENVELOPE_FRAMES, axis=0, mode="nearest")
     white = np.minimum(across, along)
-    local_max = maximum_filter(
-        white, size=(PEAK_TIME_NEIGHBOURHOOD, PEAK_FREQ_NEIGHBOURHOOD), mode="constant", cval=-1e9
+    local_max = _sliding_max(
+        _sliding_max(white, PEAK_TIME_NEIGHBOURHOOD, 0), PEAK_FREQ_NEIGHBOURHOOD, 1
     )
     floor = float(band.max()) - FLOOR_BELOW_MAX_DB
     is_peak = (white == local_max) & (white > PROMINENCE_DB) & (band > floor)
