@@ -6,7 +6,8 @@ control characters and cut to `live.chat_max_chars`; clients render it as
 text, never as HTML. Per-account rate limit (`live.chat_rate_count` per
 `live.chat_rate_seconds`). The artist and the node's admins moderate:
 delete a message, mute a fan for a while, ban (kept in `live_chat_bans`,
-so a ban holds across sessions). Late joiners get the last
+and for fans of other nodes, `user@host`, in `live_chat_remote_bans`, so a
+ban or mute holds across sessions and restarts). Late joiners get the last
 `live.chat_history` messages and the viewer count, which is pushed again
 whenever it changes.
 
@@ -44,7 +45,7 @@ from node.auth import has_role
 from node.models import Account, Actor, utcnow
 
 from .http import hub_of
-from .models import ChatBan
+from .models import ChatBan, RemoteChatBan
 
 log = logging.getLogger("nycmg.live.chat")
 
@@ -83,8 +84,6 @@ class ChatRoom:
     next_id: int = 1
     sent: dict[int | str, deque[float]] = field(default_factory=dict)
     muted: dict[int | str, float] = field(default_factory=dict)
-    # Fans of other nodes (`user@host`) have no account here: banned in memory.
-    remote_banned: set[str] = field(default_factory=set)
     last_viewers: int = -1
     ticker: asyncio.Task | None = None
     # For a remote artist: the origin's chat socket, followed by `bridge`.
@@ -133,6 +132,19 @@ async def _ban_of(request: web.Request, artist_id: int, account_id: int) -> Chat
         return await s.scalar(
             select(ChatBan).where(ChatBan.artist_id == artist_id, ChatBan.account_id == account_id)
         )
+
+
+async def remote_ban_of(ctx: Any, artist_id: int, acct: str) -> RemoteChatBan | None:
+    """The ban, or the mute still running, of fan `user@host` in `artist_id`'s chats."""
+    async with ctx.db.read_session() as s:
+        ban = await s.scalar(
+            select(RemoteChatBan).where(
+                RemoteChatBan.artist_id == artist_id, RemoteChatBan.acct == acct
+            )
+        )
+    if ban is not None and ban.kind == "mute" and (ban.until is None or ban.until <= utcnow()):
+        return None
+    return ban
 
 
 async def chat_socket(request: web.Request) -> web.StreamResponse:
@@ -292,7 +304,7 @@ async def _moderate(
         await m.ws.send_json({"type": "error", "message": "say which user"})
         return
     if "@" in username:
-        await _moderate_remote(room, kind, username, frame)
+        await _moderate_remote(request, room, m, kind, username, frame)
         return
     async with ctx.db.transaction() as s:
         target = await s.scalar(select(Account).where(Account.username == username))
@@ -340,23 +352,40 @@ async def _moderate(
     await room.send_all({"type": "moderation", "action": kind, "user": username})
 
 
-async def _moderate_remote(room: ChatRoom, kind: str, acct: str, frame: dict[str, Any]) -> None:
-    """Mute, ban or unban a fan of another node (kept in memory: no account here)."""
+async def _moderate_remote(
+    request: web.Request, room: ChatRoom, m: Member, kind: str, acct: str, frame: dict[str, Any]
+) -> None:
+    """Mute, ban or unban a fan of another node (no account here: kept by `user@host`)."""
+    user, _, host = acct.rpartition("@")
+    if not user or not host or len(acct) > 320 or any(c.isspace() for c in acct):
+        await m.ws.send_json({"type": "error", "message": f"no user {acct[:80]}"})
+        return
+    ctx = request.config_dict[CTX]
+    seconds = frame.get("seconds", 600)
+    seconds = seconds if isinstance(seconds, int) and 0 < seconds <= 86400 * 30 else 600
+    async with ctx.db.transaction() as s:
+        await s.execute(
+            delete(RemoteChatBan).where(
+                RemoteChatBan.artist_id == room.artist_id, RemoteChatBan.acct == acct
+            )
+        )
+        if kind in ("ban", "mute"):
+            s.add(
+                RemoteChatBan(
+                    artist_id=room.artist_id,
+                    acct=acct,
+                    kind=kind,
+                    until=utcnow() + timedelta(seconds=seconds) if kind == "mute" else None,
+                    by=m.username or "",
+                )
+            )
     if kind == "ban":
-        room.remote_banned.add(acct)
         gone = [x["id"] for x in room.history if x["user"] == acct]
         kept = [x for x in room.history if x["user"] != acct]
         room.history.clear()
         room.history.extend(kept)
         for mid in gone:
             await room.send_all({"type": "deleted", "id": mid})
-    elif kind == "mute":
-        seconds = frame.get("seconds", 600)
-        seconds = seconds if isinstance(seconds, int) and 0 < seconds <= 86400 * 30 else 600
-        room.muted[acct] = time.monotonic() + seconds
-    else:
-        room.remote_banned.discard(acct)
-        room.muted.pop(acct, None)
     await room.send_all({"type": "moderation", "action": kind, "user": acct})
 
 

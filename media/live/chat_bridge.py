@@ -116,7 +116,7 @@ async def send_up(app: web.Application, url: str, user: str, name: str, text: st
 
 async def receive_remote(request: web.Request) -> web.Response:
     """`POST /live/NAME/chat/remote`: a message from a fan on another node, signed by that node."""
-    from .chat import CHAT_ROOMS, ChatRoom, clean_text
+    from .chat import CHAT_ROOMS, ChatRoom, clean_text, remote_ban_of
     from .http import hub_of, problem
 
     ctx = request.config_dict[CTX]
@@ -154,7 +154,7 @@ async def receive_remote(request: web.Request) -> web.Response:
         )
     s = ctx.settings.live
     now = time.monotonic()
-    if acct in room.remote_banned or room.muted.get(acct, 0) > now:
+    if await remote_ban_of(ctx, b.actor_id, acct) is not None:
         return problem(403, "Forbidden", f"{acct} may not write in this chat")
     sent = room.sent.setdefault(acct, deque())
     while sent and now - sent[0] > s.chat_rate_seconds:

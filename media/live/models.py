@@ -66,3 +66,20 @@ class ChatBan(IdMixin, Base):
     until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     by: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class RemoteChatBan(IdMixin, Base):
+    """A fan of another node (`user@host`, no account here) banned or muted from an
+    artist's live chats: kept like `ChatBan`, so it holds across sessions and restarts."""
+
+    __tablename__ = "live_chat_remote_bans"
+    __table_args__ = (UniqueConstraint("artist_id", "acct", name="uq_live_chat_remote_bans_pair"),)
+
+    artist_id: Mapped[int] = mapped_column(
+        ForeignKey("actors.id", ondelete="CASCADE"), nullable=False
+    )
+    acct: Mapped[str] = mapped_column(String(320), nullable=False)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)  # ban | mute
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    by: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -12,9 +12,10 @@ import asyncio
 import aiohttp
 from sqlalchemy import select
 
+from media.live.chat import CHAT_ROOMS
 from media.live.client import play, publish
 from media.live.http import LIVE
-from media.live.models import LiveSession
+from media.live.models import LiveSession, RemoteChatBan
 
 from .conftest import ToneTrack, collect, dominant_hz
 
@@ -138,7 +139,7 @@ async def test_a_fan_on_another_node_chats_with_the_artist(network, http):
     await next_of(jay, "hello")
     rosa = await http.ws_connect(f"{queens.base_url}/live/{key}/chat", headers=queens.auth("rosa"))
     await next_of(rosa, "hello")
-    await next_of(rosa, "reset")  # Queens is following Brooklyn's room now
+    await next_of(rosa, "reset", timeout=30.0)  # Queens is following Brooklyn's room now
 
     # Rosa writes on Queens; the message is signed by Queens and lands in Jay's room.
     await rosa.send_json({"type": "say", "text": "hello from Queens"})
@@ -155,6 +156,25 @@ async def test_a_fan_on_another_node_chats_with_the_artist(network, http):
     assert (await next_of(rosa, "deleted"))["id"] == heard["id"]
     await rosa.send_json({"type": "say", "text": "let me back"})
     assert "did not take" in (await next_of(rosa, "error"))["message"]
+
+    # The ban is kept, not held by the room: with the rooms gone (as after a
+    # restart of Brooklyn) she is still refused, until Jay lifts it.
+    async with brooklyn.ctx.db.read_session() as s:
+        ban = await s.scalar(select(RemoteChatBan))
+    assert (ban.acct, ban.kind) == (heard["user"], "ban")
+    await jay.close()
+    brooklyn.app[CHAT_ROOMS].clear()
+    await rosa.send_json({"type": "say", "text": "after the restart"})
+    assert "did not take" in (await next_of(rosa, "error"))["message"]
+    jay = await http.ws_connect(
+        f"{brooklyn.base_url}/live/jay/chat", headers={"Authorization": f"Bearer {token}"}
+    )
+    await next_of(jay, "hello")
+    await jay.send_json({"type": "unban", "user": heard["user"]})
+    assert (await next_of(jay, "moderation"))["action"] == "unban"
+    await rosa.send_json({"type": "say", "text": "thanks, Jay"})
+    back = await next_of(jay, "message")
+    assert (back["user"], back["text"]) == (heard["user"], "thanks, Jay")
 
     # Nobody else can speak for Queens' fans: an unsigned post is refused.
     async with http.post(
