@@ -8,6 +8,8 @@
 - `live_now(borough=None)` is a template global for the "live now" strip on
   the home, borough and feed pages. Templates cannot wait on the database,
   so it reads a small list refreshed every few seconds in the background.
+- `followed_on_air(request, actor_id)`: the feed page's strip, the artists
+  the fan follows who are on the air (read when the page is asked for).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy import select
 
 from media.live.http import LIVE
 from media.live.models import LiveSession
-from media.live.service import live_now
+from media.live.service import live_followed, live_now
 from node.appkeys import ACCOUNT, CTX
 from node.auth import has_role
 from node.errors import NotFound
@@ -61,20 +63,22 @@ async def _load(app: web.Application) -> list[dict[str, Any]]:
     ctx = app[CTX]
     async with ctx.db.read_session() as s:
         sessions = await live_now(s, limit=50)
-        ids = {x.actor_id for x in sessions}
-        boroughs = (
-            dict(
-                (
-                    await s.execute(
-                        select(ArtistProfile.actor_id, ArtistProfile.borough).where(
-                            ArtistProfile.actor_id.in_(ids)
-                        )
-                    )
-                ).all()
-            )
-            if ids
-            else {}
-        )
+        boroughs = await _boroughs(s, {x.actor_id for x in sessions})
+    return _items(app, sessions, boroughs)
+
+
+async def _boroughs(s: Any, ids: set[int]) -> dict[int, str | None]:
+    if not ids:
+        return {}
+    rows = await s.execute(
+        select(ArtistProfile.actor_id, ArtistProfile.borough).where(ArtistProfile.actor_id.in_(ids))
+    )
+    return dict(rows.all())
+
+
+def _items(
+    app: web.Application, sessions: list[LiveSession], boroughs: dict[int, str | None]
+) -> list[dict[str, Any]]:
     hub = app[LIVE]
     out = []
     for x in sessions:
@@ -95,6 +99,15 @@ async def _load(app: web.Application) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+async def followed_on_air(request: web.Request, actor_id: int) -> list[dict[str, Any]]:
+    """The artists `actor_id` follows who are on the air now (local or relayed)."""
+    ctx = request.config_dict[CTX]
+    async with ctx.db.read_session() as s:
+        sessions = await live_followed(s, actor_id, limit=12)
+        boroughs = await _boroughs(s, {x.actor_id for x in sessions})
+    return _items(request.app, sessions, boroughs)
 
 
 async def _refresher(app: web.Application) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ from . import audience, csrf, remote
 from .accounts import read_form, safe_next
 from .flash import set_flash
 from .following import FOLLOWING_SHOWN, following_of
+from .live_pages import followed_on_air
 from .remote import LOOKUPS, MAX_TARGET, LookupProblem
 from .render import redirect, render, route_url
 
@@ -211,6 +212,7 @@ async def feed_page(request: web.Request) -> web.Response:
         "following": following[:FEED_FOLLOWING_SHOWN],
         "following_more": len(following) > FEED_FOLLOWING_SHOWN,
         "following_limit": FOLLOWING_SHOWN,
+        "live_followed": await followed_on_air(request, account.actor_id),
     }
     return render(request, "feed.html", context)
 

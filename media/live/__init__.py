@@ -38,6 +38,28 @@ def setup(app: web.Application) -> None:
     objects.install(app)
     federation.setup(app)
     app.cleanup_ctx.append(_live_ctx)
+    _feed_extra(app)
+
+
+def _feed_extra(app: web.Application) -> None:
+    """The first page of `/api/v1/feed` gets `live`: followed artists on the air."""
+    from node.api.social import FEED_EXTRAS
+
+    from .service import live_followed, on_air_json
+
+    ctx = app[CTX]
+
+    async def on_air(session, actor_id: int) -> list[dict]:
+        hub = app[LIVE]
+        out = []
+        for live in await live_followed(session, actor_id):
+            key = live.actor.handle if live.local else f"{live.actor.handle}@{live.actor.domain}"
+            if live.local and key not in hub.broadcasts:
+                continue  # a row left over by another process: not on the air here
+            out.append(on_air_json(ctx, live, hub.viewer_count(key)))
+        return out
+
+    ctx.extras.setdefault(FEED_EXTRAS, {})["live"] = on_air
 
 
 async def _live_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.context import NodeContext
-from node.models import Actor, utcnow
+from node.models import Actor, Follow, utcnow
 
 from .models import LiveSession
 
@@ -88,6 +88,40 @@ async def live_now(session: AsyncSession, limit: int = 20) -> list[LiveSession]:
         .limit(limit)
     )
     return list(rows)
+
+
+async def live_followed(session: AsyncSession, actor_id: int, limit: int = 20) -> list[LiveSession]:
+    """Sessions on the air of the actors `actor_id` follows (accepted), newest first."""
+    followed = select(Follow.target_id).where(
+        Follow.follower_id == actor_id, Follow.state == "accepted"
+    )
+    rows = await session.scalars(
+        select(LiveSession)
+        .where(LiveSession.state == "live", LiveSession.actor_id.in_(followed))
+        .order_by(LiveSession.started_at.desc(), LiveSession.id.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def on_air_json(ctx: NodeContext, live: LiveSession, viewers: int) -> dict:
+    """A session on the air as the API shows it; `watch` and `whep` are on this
+    node (a remote artist's session is played through this node's relay)."""
+    actor = live.actor
+    key = actor.handle if live.local else f"{actor.handle}@{actor.domain}"
+    base = ctx.settings.base_url
+    return {
+        "uri": live.uri,
+        "artist": f"@{actor.handle}@{actor.domain}",
+        "name": actor.name or actor.handle,
+        "title": live.title,
+        "local": live.local,
+        "video": live.has_video,
+        "started_at": live.started_at.isoformat(),
+        "viewers": viewers,
+        "watch": f"{base}/live/{key}",
+        "whep": f"{base}/live/{key}/whep",
+    }
 
 
 async def mark_remote_ended(session: AsyncSession, uri: str) -> None:

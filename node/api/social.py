@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from ..directory import LocalDirectory
@@ -12,6 +14,11 @@ from ..services import social
 from ..validation import F, Schema, iso
 from . import API
 from .routing import Call
+
+# Extra keys of the feed's first page, added by subsystems without the core
+# importing them: `ctx.extras[FEED_EXTRAS][key] = async (session, actor_id) -> list`
+# (media/live adds `live`, the followed artists on the air now).
+FEED_EXTRAS = "api.feed.extras"
 
 FollowIn = Schema(
     "FollowRequest",
@@ -175,6 +182,7 @@ async def reject_request(call: Call):
     query=FeedQ,
 )
 async def get_feed(call: Call):
+    first_page = not call.query.get("cursor")
     async with call.ctx.db.read_session() as s:
         items, nxt = await social.feed(
             s,
@@ -190,7 +198,11 @@ async def get_feed(call: Call):
             else:
                 body = event_json(obj)
             out.append({"kind": item["kind"], "at": iso(item["at"]), item["kind"]: body})
-    return {"items": out, "next": nxt}
+        result: dict[str, Any] = {"items": out, "next": nxt}
+        # What subsystems add to the first page (media/live: `live`, followed artists on the air).
+        for key, extra in call.ctx.extras.get(FEED_EXTRAS, {}).items():
+            result[key] = await extra(s, call.account.actor_id) if first_page else []
+    return result
 
 
 @API.route(
