@@ -10,7 +10,8 @@ with the node actor's key (draft-cavage, as every server-to-server request
 here) through federation's guarded fetcher (address checks, time limit
 `detection.peer_timeout_seconds`). Peers are the nodes in `detection.peers`
 and the hosts of remote artists this node's users follow, at most
-`detection.peer_max_nodes`, never a blocked host. A peer's answer counts
+`detection.peer_max_nodes`, never a blocked host (and not, for a minute, one
+that failed to answer). A peer's answer counts
 only for a track on the peer's own host (a node speaks for its own
 catalogue), is fetched and stored like any remote track (the directory),
 and is cached, a match or a "none", for `detection.peer_cache_seconds`.
@@ -57,6 +58,7 @@ WINDOWS_PER_REQUEST = 8  # a peer's answer must fit federation's 2,000-character
 MAX_WINDOWS = 32  # windows of one batch asked about; the rest stay unmatched
 CACHE_SIZE = 10_000
 PEERS_TTL = 60.0  # seconds the list of peers is kept before it is read again
+DOWN_SECONDS = 60.0  # a peer that did not answer is left alone this long
 
 
 class PeerMatchingOff(NodeError):
@@ -182,6 +184,9 @@ async def ask(ctx: NodeContext, fed: Federation, items: list[Item]) -> None:
         elif len(wanted) < MAX_WINDOWS:
             wanted.append(key)
     origins = await peer_origins(ctx) if wanted and fed.client.node_key else []
+    down = ctx.extras.setdefault("detection.peers_down", {})
+    now = time.monotonic()
+    origins = [o for o in origins if down.get(o, 0.0) <= now]
     if wanted and origins:
         encoded = {key: by_digest[key][0].fingerprint or "" for key in wanted}
         chunks = [
@@ -192,8 +197,11 @@ async def ask(ctx: NodeContext, fed: Federation, items: list[Item]) -> None:
             *(_ask_one(ctx, fed, o, [encoded[k] for k in chunk]) for o, chunk in jobs)
         )
         answered: set[str] = set()
-        for (_origin, chunk), answer in zip(jobs, answers, strict=True):
+        for (origin, chunk), answer in zip(jobs, answers, strict=True):
             if answer is None:
+                # Not asked again for a while: a peer that is down must not
+                # make every batch wait for its timeout.
+                down[origin] = time.monotonic() + DOWN_SECONDS
                 continue
             answered.update(chunk)
             for key, m in zip(chunk, answer, strict=True):

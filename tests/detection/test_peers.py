@@ -158,3 +158,10 @@ async def test_peer_questions_must_be_signed_by_a_node_this_one_knows(network, s
             assert r.status == 200, await r.text()
             (match,) = (await r.json())["matches"]
     assert match is not None and match["track"].startswith(brooklyn.base_url)
+
+
+async def test_a_node_with_peer_matching_off_answers_no_questions(node):
+    r = await node.client.post(MATCH_PATH, json={"fingerprints": ["x"]})
+
+    assert r.status == 403
+    assert (await r.json())["type"].endswith("peer-matching-off")
