@@ -6,21 +6,29 @@ What runs where (each in its own process, all on 127.0.0.1):
 - the node (`bench._serve node`), and the anchor: a minimal WHIP/WHEP
   server on aiortc's stock `MediaRelay` (decoded frames, one encoder per
   viewer), `python -m bench.live --serve-stock PORT`;
-- viewers in client processes (`--client`), a few "probe" viewers per
-  process that decode what they receive and detect the tone bursts, the
-  rest counting encoded frames (no decoding, so the client can hold many);
+- viewers in client processes (`--client`): the "probe" viewers in a
+  process of their own, each a full aiortc receiver that decodes what it
+  gets and detects the tone bursts; the rest in other processes, counting
+  the RTP packets that reach their sockets (ICE, DTLS, consent checks and
+  RTCP as any viewer, but no SRTP, RTP parsing, jitter buffer or decoding,
+  so a client process can hold many without being what runs out of CPU). The node's
+  own CPU is read from its process alone; the clients' is reported beside
+  it, to tell the node's cost from the bench's;
 - the publisher, in this process: an aiortc WHIP client sending Opus.
 
 Figures, for the node and the anchor:
-- the server's CPU per viewer (percent of one core, measured from /proc over
-  the steady window) and the viewers one core would serve at that rate;
+- the server's CPU per viewer (percent of one core: its process's CPU time
+  from /proc over the steady window, less its rate with the publisher and
+  no viewer, divided by the viewers) and the viewers one core would serve
+  at that rate;
 - frames delivered: frames received by viewers / (frames sent x viewers);
 - glass-to-glass latency: the publisher's tone starts a 40 ms burst at
   every wall-clock second (its frames are paced to the wall clock); a probe
   viewer notes when the burst's first decoded frame arrives. Probes decode
   on arrival (no jitter buffer: that delay is the listener's choice);
-- after loss: for 3 s the publisher drops 1% of its RTP packets; the
-  latency after the burst, and the worst latency 0-5 s after it ended.
+- after loss: for 3 s the publisher drops 1% of its RTP packets (every
+  100th, counted) on the way to the server; the latency after the burst,
+  and how long after it ended latency was back (and stayed) under 200 ms.
 
 Targets (issue 7): >= 200 audio viewers per core with >= 99% of frames;
 latency < 150 ms on loopback, back < 200 ms within 5 s after the loss.
@@ -129,16 +137,21 @@ def make_tone_track():
     return BurstTrack()
 
 
-def lossy(pc, window: list[float]) -> None:
-    """Drop 1% of the publisher's RTP packets (not RTCP) while now is in `window`."""
+def lossy(pc, window: list[float], counts: dict[str, int]) -> None:
+    """Drop 1% of the publisher's RTP packets (not RTCP) while now is in `window`:
+    every 100th one, starting from a random one of the first 100."""
+    start = random.randrange(int(1 / LOSS))
     for sender in pc.getSenders():
         transport = sender.transport
         original = transport._send_rtp
 
         async def send(data: bytes, original=original) -> None:
             is_rtp = len(data) > 1 and not 192 <= data[1] <= 223
-            if is_rtp and window[0] <= time.time() < window[1] and random.random() < LOSS:
-                return
+            if is_rtp and window[0] <= time.time() < window[1]:
+                counts["in_window"] += 1
+                if (counts["in_window"] + start) % int(1 / LOSS) == 0:
+                    counts["dropped"] += 1
+                    return
             await original(data)
 
         transport._send_rtp = send
@@ -187,6 +200,24 @@ class Counter:
             self._loud = loud
 
 
+def count_rtp(pc: Any, counter: Counter) -> None:
+    """Count the RTP packets reaching `pc`'s sockets; everything else (STUN, DTLS,
+    RTCP) goes on to aioice and aiortc as usual, so the peer stays a viewer."""
+    connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+    per_second = counter.per_second
+    for protocol in connection._protocols:
+        original = protocol.datagram_received
+
+        def datagram_received(data: bytes, addr: Any, original=original) -> None:
+            if len(data) > 12 and 127 < data[0] < 192 and not 192 <= data[1] <= 223:
+                second = int(time.time())
+                per_second[second] = per_second.get(second, 0) + 1
+                return
+            original(data, addr)
+
+        protocol.datagram_received = datagram_received
+
+
 async def run_client(url: str, viewers: int, probes: int) -> dict:
     """Join `viewers`, print "joined", count until stdin closes, then print the JSON result."""
     import aiohttp
@@ -209,7 +240,10 @@ async def run_client(url: str, viewers: int, probes: int) -> dict:
 
         async with sem:
             try:
-                sessions.append(await play(http, url, on_track=on_track))
+                session = await play(http, url, on_track=on_track if c.probe else None)
+                if not c.probe:
+                    count_rtp(session.pc, c)
+                sessions.append(session)
                 counters.append(c)
             except Exception as exc:  # noqa: BLE001 - count it, keep going
                 failed += 1
@@ -227,6 +261,7 @@ async def run_client(url: str, viewers: int, probes: int) -> dict:
         "failed": failed,
         "join_seconds": round(joined, 2),
         "per_second": [c.per_second for c in counters],
+        "probes": sum(1 for c in counters if c.probe),
         "onsets": [o for c in counters for o in c.onsets],
     }
 
@@ -344,8 +379,19 @@ async def measure(
     async with aiohttp.ClientSession() as http:
         pub = await publish(http, whip, token, [track])
         loss_window = [0.0, 0.0]
-        lossy(pub.pc, loss_window)
-        await asyncio.sleep(2.0)
+        loss = {"in_window": 0, "dropped": 0}
+        lossy(pub.pc, loss_window, loss)
+        await asyncio.sleep(1.0)
+        # The server with the publisher and no viewer: subtracted below, so the
+        # per-viewer figure is what each viewer adds.
+        idle0, idle_t0 = proc_cpu_seconds(pid), time.monotonic()
+        await asyncio.sleep(3.0)
+        idle1, idle_t1 = proc_cpu_seconds(pid), time.monotonic()
+        idle = (
+            (idle1 - idle0) / (idle_t1 - idle_t0)
+            if idle0 is not None and idle1 is not None
+            else 0.0
+        )
         log(f"{name}: {viewers} viewers joining")
         cpu_join0 = proc_cpu_seconds(pid)
         children = await asyncio.to_thread(spawn_clients, whep, viewers, probes, procs)
@@ -360,8 +406,12 @@ async def measure(
         log(f"{name}: measuring {seconds:.0f} s")
         await asyncio.sleep(max(0.0, start - time.time()))
         cpu0 = proc_cpu_seconds(pid)
+        clients0 = [proc_cpu_seconds(c.pid) for c in children]
+        own0 = time.process_time()
         await asyncio.sleep(max(0.0, end - time.time()))
         cpu1 = proc_cpu_seconds(pid)
+        clients1 = [proc_cpu_seconds(c.pid) for c in children]
+        own1 = time.process_time()
         results = []
         for child in children:
             stdout, _ = await asyncio.to_thread(child.communicate, "")
@@ -391,7 +441,7 @@ async def measure(
     # too loaded for the server to answer ICE consent checks); nothing to rate.
     valid = bool(sent and connected)
     cpu = (cpu1 - cpu0) / (end - start) if cpu0 is not None and cpu1 is not None and valid else None
-    per_viewer = cpu / connected if cpu and connected else None
+    per_viewer = max(cpu - idle, 0.0) / connected if cpu and connected else None
     return {
         "valid": valid,
         "viewers": connected,
@@ -401,8 +451,15 @@ async def measure(
         if cpu_join0 is not None and cpu_join1 is not None
         else None,
         "server_cpu_core_fraction": round(cpu, 3) if cpu is not None else None,
+        "server_cpu_core_fraction_no_viewers": round(idle, 3),
         "cpu_percent_per_viewer": round(per_viewer * 100, 3) if per_viewer else None,
         "viewers_per_core": int(1 / per_viewer) if per_viewer else None,
+        "viewer_clients_cpu_core_fraction": round(
+            sum(b - a for a, b in zip(clients0, clients1, strict=True) if a is not None and b)
+            / (end - start),
+            3,
+        ),
+        "publisher_cpu_core_fraction": round((own1 - own0) / (end - start), 3),
         "frames_sent": sent,
         "frames_delivered_pct": round(100 * sum(frames) / (sent * connected), 2)
         if sent and connected
@@ -412,6 +469,8 @@ async def measure(
         "latency_during_loss_ms": percentiles(during),
         "latency_after_loss_ms": percentiles([lat for _, lat in after]),
         "recovered_under_200ms_within_s": round(recovered, 2) if recovered is not None else None,
+        "loss_packets_sent_in_window": loss["in_window"],
+        "loss_packets_dropped": loss["dropped"],
         "bursts_detected": len(onsets),
         "publisher_late_frames": sum(1 for x in track.late if x > 0.02),
     }

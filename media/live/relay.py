@@ -17,10 +17,18 @@ saturate a core. Here nothing is decoded or encoded:
   `encoder.pack(item)` for anything that is not a decoded frame; each
   viewer's sender gets a `Prepacked` encoder whose `pack` hands the shared
   payloads back, so nothing is encoded, copied or re-timed per viewer.
-- A viewer's queue drops its oldest frame when full, so a slow or late
-  viewer never builds a backlog and latency does not climb after loss; a
-  new viewer starts from the newest frame (audio) or the next keyframe
-  (video, which is asked of the publisher with a PLI when a viewer joins).
+- Audio goes out directly (`ViewerTrack.send_direct`): once a viewer's DTLS
+  is up, `push` writes each Opus packet to every viewer's socket then and
+  there: one RTP header packed from a per-viewer template, the viewer's SRTP
+  `protect`, one `sendto`. No task wakes per packet per viewer, no
+  `RtpPacket` is built, and nothing queues in Python, so latency cannot climb.
+  A viewer whose socket buffer holds more than `DIRECT_BACKLOG` bytes skips
+  packets until it drains (bounded, counted as dropped). The aiortc sender
+  keeps its RTCP task (sender reports read the counters this path updates).
+- Video (several packets per frame, NACK/RTX history, keyframes) goes through
+  the aiortc sender: a viewer's queue drops its oldest frame when full, so a
+  slow or late viewer never builds a backlog; a new viewer starts from the
+  next keyframe (asked of the publisher with a PLI when a viewer joins).
 """
 
 from __future__ import annotations
@@ -28,22 +36,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCRtpReceiver
+from aiortc import MediaStreamTrack, RTCRtpReceiver, clock
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
-from aiortc.utils import uint16_gt
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import RtpPacket
+from aiortc.utils import random32, uint16_gt
 
 log = logging.getLogger("nycmg.live.relay")
 
 _END = object()
+_RTP_HEAD = struct.Struct("!BBHII")
+# Bytes a viewer's UDP socket may hold unsent (asyncio buffers what the kernel
+# refuses) before the direct path skips packets for it: about 0.1 s of Opus.
+DIRECT_BACKLOG = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +80,12 @@ class Prepacked:
 
 
 def use_prepacked(sender: Any) -> None:
-    """Give a viewer's sender the pass-through encoder (before it sends anything)."""
+    """Give a viewer's sender the pass-through encoder (before it sends anything);
+    an audio `ViewerTrack` also learns its sender's parameters for `send_direct`."""
     sender._RTCRtpSender__encoder = Prepacked()
+    track = sender.track
+    if isinstance(track, ViewerTrack) and track.kind == "audio":
+        track.attach(sender)
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:
@@ -153,6 +172,85 @@ class ViewerTrack(MediaStreamTrack):
         self._need_keyframe = relay.kind == "video"
         self._started = False
         self.stats = ViewerStats()
+        # Direct path (audio): the sender, its send parameters, and once the
+        # viewer's DTLS is up the route: (protect, socket transport, address,
+        # first header byte, second header byte, ssrc, header extension bytes).
+        self.direct = False
+        self._sender: Any = None
+        self._params: Any = None
+        self._route: tuple[Any, ...] | None = None
+        self._seq = random32() % 32768  # lower half: no early wrap (see aiortc)
+        self._ts0 = random32()
+        self._octets = 0
+        self._ended: asyncio.Future[None] | None = None
+
+    def attach(self, sender: Any) -> None:
+        """Send this track's packets past `sender`'s RTP loop (its RTCP loop stays)."""
+        self.direct = True
+        self._sender = sender
+        original = sender.send
+
+        async def send(parameters: Any) -> None:
+            self._params = parameters
+            await original(parameters)
+
+        sender.send = send
+
+    def _resolve(self) -> tuple[Any, ...] | None:
+        sender, params = self._sender, self._params
+        if sender is None or params is None or not params.codecs:
+            return None
+        dtls = sender.transport
+        if dtls._state != DtlsState.CONNECTED or dtls._tx_srtp is None:
+            return None
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return None
+        template = RtpPacket(payload_type=params.codecs[0].payloadType, ssrc=sender._ssrc)
+        template.extensions.mid = params.muxId
+        head = template.serialize(sender._RTCRtpSender__rtp_header_extensions_map)
+        # Marker set on every Opus packet, as aiortc's own sender does.
+        return (
+            dtls._tx_srtp.protect,
+            pair.protocol.transport,
+            pair.remote_addr,
+            head[0],
+            0x80 | params.codecs[0].payloadType,
+            sender._ssrc,
+            head[12:],
+        )
+
+    def send_direct(self, payload: bytes, timestamp: int, ntp: int) -> None:
+        """Encrypt and send one Opus packet to this viewer now (see the module doc)."""
+        route = self._route
+        if route is None:
+            route = self._route = self._resolve()
+            if route is None:
+                return  # not connected yet: nothing to send to
+        protect, transport, addr, b0, b1, ssrc, ext = route
+        if transport.is_closing():
+            self._route = None
+            return
+        if transport.get_write_buffer_size() > DIRECT_BACKLOG:
+            self.stats.dropped += 1
+            return
+        seq = self._seq
+        ts = (self._ts0 + timestamp) & 0xFFFFFFFF
+        try:
+            transport.sendto(protect(_RTP_HEAD.pack(b0, b1, seq, ts, ssrc) + ext + payload), addr)
+        except Exception:  # noqa: BLE001 - a viewer going away must not stop the others
+            self._route = None
+            self.stats.dropped += 1
+            return
+        self._seq = (seq + 1) & 0xFFFF
+        self._octets += len(payload)
+        self.stats.delivered += 1
+        # What the sender's RTCP sender reports read.
+        sender = self._sender
+        sender._RTCRtpSender__packet_count = self.stats.delivered
+        sender._RTCRtpSender__octet_count = self._octets
+        sender._RTCRtpSender__rtp_timestamp = ts
+        sender._RTCRtpSender__ntp_timestamp = ntp
 
     def offer(self, packet: Encoded, keyframe: bool) -> None:
         if self._need_keyframe:
@@ -168,6 +266,8 @@ class ViewerTrack(MediaStreamTrack):
     def finish(self) -> None:
         self._queue.append(_END)
         self._wake()
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
     def _wake(self) -> None:
         w = self._waiter
@@ -176,6 +276,14 @@ class ViewerTrack(MediaStreamTrack):
 
     async def recv(self) -> Encoded:
         if self.readyState != "live":
+            raise MediaStreamError
+        if self.direct:
+            # The sender's RTP loop waits here until the track ends; `push`
+            # sends past it (`send_direct`).
+            if self._ended is None:
+                self._ended = asyncio.get_running_loop().create_future()
+            await self._ended
+            self.stop()
             raise MediaStreamError
         while not self._queue:
             self._waiter = asyncio.get_running_loop().create_future()
@@ -197,6 +305,9 @@ class ViewerTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._relay.viewers.discard(self)
+        self._route = None
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
 
 @dataclass
@@ -222,11 +333,23 @@ class PacketRelay:
             return
         self.codec = codec
         self.frames_in += 1
-        name = codec.name.lower()
-        keyframe = self.kind == "audio" or is_keyframe(name, frame.data)
-        item = Encoded(self._packetize(name, frame.data), frame.timestamp)
-        for viewer in tuple(self.viewers):
-            viewer.offer(item, keyframe)
+        if self.kind == "audio":
+            data, timestamp = frame.data, frame.timestamp
+            ntp = clock.current_ntp_time()
+            item = None
+            for viewer in tuple(self.viewers):
+                if viewer.direct:
+                    viewer.send_direct(data, timestamp, ntp)
+                else:
+                    if item is None:
+                        item = Encoded([data], timestamp)
+                    viewer.offer(item, True)
+        else:
+            name = codec.name.lower()
+            keyframe = is_keyframe(name, frame.data)
+            item = Encoded(self._packetize(name, frame.data), frame.timestamp)
+            for viewer in tuple(self.viewers):
+                viewer.offer(item, keyframe)
         for consume in self.consumers:
             consume(frame.data)
         self._has_first.set()
