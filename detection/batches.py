@@ -234,16 +234,27 @@ def _parse_item(
 # ---- the endpoint --------------------------------------------------------------
 
 
-async def verify_device(request: web.Request, ctx: NodeContext, body: bytes) -> Device:
-    """The device that signed this request, or a 400/401/403 problem."""
+async def verify_device(request: web.Request, ctx: NodeContext, body: bytes) -> Any:
+    """The device that signed this request (a row: id, uri, state, state_reason,
+    public_key_pem), or a 400/401/403 problem."""
     prefix = f"{ctx.settings.base_url}/devices/"
-    found: dict[str, Device] = {}
+    found: dict[str, Any] = {}
 
     async def lookup(key_id: str, refresh: bool) -> PublicKey | None:
         if not key_id.startswith(prefix):
             return None
         async with ctx.db.read_session() as s:
-            device = await s.scalar(select(Device).where(Device.uri == key_id))
+            device = (
+                await s.execute(
+                    select(
+                        Device.id,
+                        Device.uri,
+                        Device.state,
+                        Device.state_reason,
+                        Device.public_key_pem,
+                    ).where(Device.uri == key_id)
+                )
+            ).first()
         if device is None:
             return None
         found[key_id] = device
@@ -347,8 +358,8 @@ async def _match_windows(ctx: NodeContext, fps: list[Item]) -> None:
             item.track_id, item.offset_ms, item.confidence = found
 
 
-# (track uri, artist uri, local) by track id
-TrackInfo = tuple[str, str | None, bool]
+# (track uri, artist uri, local, duration ms) by track id
+TrackInfo = tuple[str, str | None, bool, int | None]
 CHUNK = 500  # values per IN (...), well under every database's parameter limit
 
 
@@ -361,7 +372,7 @@ async def _tracks(session: AsyncSession, items: list[Item]) -> dict[int, TrackIn
     uris = {i.declared_track for i in items if i.declared_track}
     isrcs = {i.declared_isrc for i in items if i.declared_isrc and not i.declared_track}
     ids = {i.track_id for i in items if i.kind == "fingerprint" and i.track_id is not None}
-    cols = (Track.id, Track.uri, Track.isrc, Track.local, Actor.uri)
+    cols = (Track.id, Track.uri, Track.isrc, Track.local, Actor.uri, Track.duration_ms)
     base = select(*cols).outerjoin(Actor, Actor.id == Track.artist_id)
     info: dict[int, TrackInfo] = {}
     by_uri: dict[str, int] = {}
@@ -372,8 +383,8 @@ async def _tracks(session: AsyncSession, items: list[Item]) -> dict[int, TrackIn
             stmt = base.where(column.in_(values[k : k + CHUNK]))
             if column is Track.isrc:
                 stmt = stmt.order_by(Track.local.desc(), Track.id)
-            for tid, uri, isrc, local, artist_uri in (await session.execute(stmt)).all():
-                info[tid] = (uri, artist_uri, local)
+            for tid, uri, isrc, local, artist_uri, ms in (await session.execute(stmt)).all():
+                info[tid] = (uri, artist_uri, local, ms)
                 by_uri[uri] = tid
                 if isrc and column is Track.isrc:
                     by_isrc.setdefault(isrc, tid)
@@ -446,7 +457,7 @@ async def _record(
             item.status, item.track_id = "unmatched", None
             continue
         item.status = "matched"
-        uri, artist_uri, local = found
+        uri, artist_uri, local, _ms = found
         detections.append(
             Detection(
                 item.index,
@@ -515,7 +526,8 @@ async def _record(
         ctx.settings.detection.match_rate_drift,
     )
     grown = [p for p in existing if p.changed]
-    flags = await fraud.check(ctx, session, device, new, grown, existing, drift)
+    durations = {tid: t[3] for tid, t in tracks.items()}
+    flags = await fraud.check(ctx, session, device, new, grown, existing, drift, durations)
     _touch(device, now, len(fresh), matched, windows)
     await session.flush()
 

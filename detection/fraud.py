@@ -167,11 +167,13 @@ async def check(
     grown: list[VenuePlay],
     existing: list[VenuePlay],
     drift_reason: str | None,
+    durations: dict[int, int | None] | None = None,
 ) -> list[Flag]:
     """Apply every rule to a batch's new and grown plays; hold what they flag.
 
     `existing` is the device's plays around them as `assign_plays` read them
-    (grown ones already extended), so the rules need no second read."""
+    (grown ones already extended), so the rules need no second read; so are
+    the tracks' `durations` (ms by track id) when the caller has them."""
     touched = [*new, *grown]
     if not touched:
         return []
@@ -179,15 +181,16 @@ async def check(
     # VenuePlay has the fields of a PlaySpan (id, track_id, start, end): the
     # rules read the plays as they are, with no copy per play.
     recent = [*existing, *new]
-    durations = dict(
-        (
-            await session.execute(
-                select(Track.id, Track.duration_ms).where(
-                    Track.id.in_({p.track_id for p in touched})
+    if durations is None:
+        durations = dict(
+            (
+                await session.execute(
+                    select(Track.id, Track.duration_ms).where(
+                        Track.id.in_({p.track_id for p in touched})
+                    )
                 )
-            )
-        ).all()
-    )
+            ).all()
+        )
     flags = [
         *rate_flags(new, [r.start for r in recent], s.max_plays_per_hour),
         *overlap_flags(touched, recent),
