@@ -11,12 +11,17 @@
 
 Both use the same event loop policy and `web.run_app` settings (access log
 off), so the ratio between them measures the node's own work per request.
+
+With `NYCMG_BENCH_PROFILE=FILE` in the environment the server runs under
+cProfile and writes its statistics to FILE when it stops (SIGTERM, as
+`Server.stop` sends): `python -m pstats FILE` to see where requests go.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from aiohttp import web
@@ -75,7 +80,19 @@ def main() -> None:
         app = accept_app()
     else:
         app = node_app(args.data, worker=args.worker)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    profile_to = os.environ.get("NYCMG_BENCH_PROFILE")
+    if not profile_to:
+        web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+        return
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    finally:
+        prof.disable()
+        prof.dump_stats(profile_to)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,16 @@ from DATA/media (the anchor). Figures:
 - `throughput_ratio`: node bytes/s over nginx bytes/s (target >= 0.6);
 - `first_byte_ms`: node time to first body byte, p50/p95/p99 (p99 target
   < 50 ms at 200 listeners);
-- server CPU per request for both, which holds up when the load generator
-  (one Python process) is the bottleneck.
+- server CPU per request for both, and bytes sent per server CPU second
+  (`per_cpu`), which hold up when the load generator (one Python process)
+  or other work on the machine is the bottleneck.
+
+Like with like: the node runs as one process (`nycmg serve` has no
+`--workers`; more web processes are more `serve --no-worker` behind nginx,
+docs/operations.md) and nginx with `worker_processes 1`. The servers are
+measured in alternating rounds (node, nginx, node behind nginx, again), so
+load from other processes on the machine falls on all of them alike; the
+figures are the sums over the rounds.
 
 nginx comes from the system (`make bench` installs it with apt-get when
 missing); without it the run reports the node alone and says so.
@@ -37,7 +45,6 @@ import aiohttp
 
 from ._common import (
     Server,
-    cpu_ms_per_request,
     emit,
     free_port,
     log,
@@ -54,6 +61,7 @@ CHUNK = 256 * 1024  # what a browser asks for per Range request, roughly
 FILE_BYTES = 2 * 1024 * 1024  # a 2 MiB "mp3" (2 minutes at 128 kbit/s)
 HOT_SHARE = 0.5  # listeners on the one popular track
 PACE = 1.0  # seconds between one listener's requests in the latency phase
+ROUNDS = 4  # measuring rounds per server, alternating between the servers
 
 
 async def seed(settings: Any, n_tracks: int) -> list[tuple[str, str]]:
@@ -202,6 +210,14 @@ class StreamResult:
     first_byte: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
 
+    def add(self, other: StreamResult) -> None:
+        self.requests += other.requests
+        self.bytes += other.bytes
+        self.seconds += other.seconds
+        self.statuses.update(other.statuses)
+        self.first_byte += other.first_byte
+        self.total += other.total
+
     def summary(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
@@ -230,55 +246,64 @@ def plan(tracks: list[tuple[str, str]], listeners: int, seed: int) -> list[list[
     return out
 
 
+def client(base_url: str, listeners: int) -> aiohttp.ClientSession:
+    """One connection per listener, kept open from one round to the next."""
+    connector = aiohttp.TCPConnector(limit=listeners, force_close=False)
+    return aiohttp.ClientSession(
+        base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    )
+
+
 async def drive(
     base_url: str,
     url_of: Any,
     steps: list[list[tuple[int, int]]],
     seconds: float,
     pace: float = 0.0,
+    http: aiohttp.ClientSession | None = None,
 ) -> StreamResult:
     """Each listener requests its chunks back to back (pace 0: saturation,
     for throughput), or one every `pace` seconds (for latency: a browser
     buffering ahead asks far less often; 256 KiB is 16 s of 128 kbit/s)."""
+    if http is None:
+        async with client(base_url, len(steps)) as own:
+            return await drive(base_url, url_of, steps, seconds, pace, own)
     result = StreamResult()
-    connector = aiohttp.TCPConnector(limit=len(steps), force_close=False)
-    timeout = aiohttp.ClientTimeout(total=60)
     stop_at = time.perf_counter() + seconds
 
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
+    # The listeners share `http`: its connections stay open from one round to the next.
+    async def listener(todo: list[tuple[int, int]]) -> None:
+        i = 0
+        t0 = 0.0
+        if pace:
+            await asyncio.sleep(random.random() * pace)  # listeners do not start in step
+        while time.perf_counter() < stop_at:
+            if pace and i:
+                await asyncio.sleep(max(0.0, pace - (time.perf_counter() - t0)))
+            t, start = todo[i % len(todo)]
+            i += 1
+            headers = {"Range": f"bytes={start}-{start + CHUNK - 1}"}
+            t0 = time.perf_counter()
+            try:
+                async with http.get(url_of(t), headers=headers) as r:
+                    first = await r.content.readany()
+                    t1 = time.perf_counter()
+                    got = len(first)
+                    async for block in r.content.iter_any():
+                        got += len(block)
+                    result.statuses[r.status] += 1
+            except (TimeoutError, aiohttp.ClientError):
+                result.statuses[0] += 1
+                continue
+            t2 = time.perf_counter()
+            result.requests += 1
+            result.bytes += got
+            result.first_byte.append(t1 - t0)
+            result.total.append(t2 - t0)
 
-        async def listener(todo: list[tuple[int, int]]) -> None:
-            i = 0
-            t0 = 0.0
-            if pace:
-                await asyncio.sleep(random.random() * pace)  # listeners do not start in step
-            while time.perf_counter() < stop_at:
-                if pace and i:
-                    await asyncio.sleep(max(0.0, pace - (time.perf_counter() - t0)))
-                t, start = todo[i % len(todo)]
-                i += 1
-                headers = {"Range": f"bytes={start}-{start + CHUNK - 1}"}
-                t0 = time.perf_counter()
-                try:
-                    async with http.get(url_of(t), headers=headers) as r:
-                        first = await r.content.readany()
-                        t1 = time.perf_counter()
-                        got = len(first)
-                        async for block in r.content.iter_any():
-                            got += len(block)
-                        result.statuses[r.status] += 1
-                except (TimeoutError, aiohttp.ClientError):
-                    result.statuses[0] += 1
-                    continue
-                t2 = time.perf_counter()
-                result.requests += 1
-                result.bytes += got
-                result.first_byte.append(t1 - t0)
-                result.total.append(t2 - t0)
-
-        t_start = time.perf_counter()
-        await asyncio.gather(*(listener(s) for s in steps))
-        result.seconds = time.perf_counter() - t_start
+    t_start = time.perf_counter()
+    await asyncio.gather(*(listener(s) for s in steps))
+    result.seconds = time.perf_counter() - t_start
     return result
 
 
@@ -310,86 +335,159 @@ async def main_async(quick: bool) -> dict[str, Any]:
                 binary, settings.data_dir / "media", tmp_path / "nginx", front_of=accel_node.port
             )
         steps = plan(tracks, LISTENERS, seed=3)
+        node_url = lambda t: f"/tracks/{tracks[t][0]}/stream?format=mp3_128"  # noqa: E731
+        file_url = lambda t: "/" + tracks[t][1]  # noqa: E731
+        # (name, base URL, URL of a track, processes whose CPU is the work done)
+        targets: list[tuple[str, str, Any, list[int]]] = [
+            ("node", node.base_url, node_url, [node.proc.pid])
+        ]
+        if nginx is not None and accel_node is not None:
+            workers = worker_pids(nginx.proc.pid)
+            targets.append(("nginx", nginx.base_url, file_url, workers))
+            targets.append(
+                ("x_accel", f"http://127.0.0.1:{front}", node_url, [*workers, accel_node.proc.pid])
+            )
+        saturated = {name: StreamResult() for name, *_ in targets}
+        paced = {name: StreamResult() for name, *_ in targets if name != "x_accel"}
+        cpu = dict.fromkeys(saturated, 0.0)
+        node_only_cpu = 0.0  # the node's own share of the x_accel rounds
+        load_before = machine()["loadavg_1m"]
+        sessions: dict[str, aiohttp.ClientSession] = {}
+        rounds = 3 if quick else ROUNDS
+        paced_seconds = max(seconds / rounds, 3.0)
         try:
-            node_url = lambda t: f"/tracks/{tracks[t][0]}/stream?format=mp3_128"  # noqa: E731
-            file_url = lambda t: "/" + tracks[t][1]  # noqa: E731
-            # Warm-up: connections opened, caches filled; not counted.
-            await drive(node.base_url, node_url, steps, 1.5)
-            log(f"measuring the node: {LISTENERS} listeners for {seconds:.0f}s")
-            c0 = proc_cpu_seconds(node.proc.pid)
-            on_node = await drive(node.base_url, node_url, steps, seconds)
-            node_cpu = cpu_ms_per_request(c0, proc_cpu_seconds(node.proc.pid), on_node.requests)
-            log(f"measuring first bytes: {LISTENERS} listeners, one chunk each every {PACE}s")
-            paced = await drive(node.base_url, node_url, steps, seconds, pace=PACE)
-            on_nginx = via_accel = nginx_paced = None
-            nginx_cpu = accel_cpu = None
-            if nginx is not None:
-                await drive(nginx.base_url, file_url, steps, 1.5)
-                log(f"measuring nginx: {LISTENERS} listeners for {seconds:.0f}s")
-                workers = worker_pids(nginx.proc.pid)
-                c0 = cpu_of(workers)
-                on_nginx = await drive(nginx.base_url, file_url, steps, seconds)
-                nginx_cpu = cpu_ms_per_request(c0, cpu_of(workers), on_nginx.requests)
-                nginx_paced = await drive(nginx.base_url, file_url, steps, seconds, pace=PACE)
-
-                front_url = f"http://127.0.0.1:{front}"
-                await drive(front_url, node_url, steps, 1.5)
-                log(f"measuring the node behind nginx (X-Accel-Redirect) for {seconds:.0f}s")
-                c0, n0 = cpu_of(workers), proc_cpu_seconds(accel_node.proc.pid)
-                via_accel = await drive(front_url, node_url, steps, seconds)
-                accel_cpu = {
-                    "nginx": cpu_ms_per_request(c0, cpu_of(workers), via_accel.requests),
-                    "node": cpu_ms_per_request(
-                        n0, proc_cpu_seconds(accel_node.proc.pid), via_accel.requests
-                    ),
-                }
+            for name, base, url, _pids in targets:
+                sessions[name] = client(base, LISTENERS)
+                # Warm-up: connections opened, caches filled; not counted.
+                await drive(base, url, steps, 1.5, http=sessions[name])
+            log(
+                f"{rounds} rounds of {seconds / rounds:.1f}s per server, {LISTENERS} listeners"
+                f" back to back, then {rounds} of {paced_seconds:.0f}s paced (one chunk each"
+                f" every {PACE:g}s)"
+            )
+            for _ in range(rounds):
+                for name, base, url, pids in targets:
+                    c0 = cpu_of(pids)
+                    n0 = proc_cpu_seconds(accel_node.proc.pid) if name == "x_accel" else 0.0
+                    saturated[name].add(
+                        await drive(base, url, steps, seconds / rounds, http=sessions[name])
+                    )
+                    c1 = cpu_of(pids)
+                    cpu[name] = (
+                        None
+                        if c0 is None or c1 is None or cpu[name] is None
+                        else (cpu[name] + c1 - c0)
+                    )
+                    if name == "x_accel":
+                        n1 = proc_cpu_seconds(accel_node.proc.pid)
+                        node_only_cpu += (n1 or 0.0) - (n0 or 0.0)
+            for _ in range(rounds):
+                for name, base, url, _pids in targets:
+                    if name in paced:
+                        paced[name].add(
+                            await drive(
+                                base, url, steps, paced_seconds, pace=PACE, http=sessions[name]
+                            )
+                        )
         finally:
+            for session in sessions.values():
+                await session.close()
             node.stop()
             if nginx is not None:
                 nginx.stop()
             if accel_node is not None:
                 accel_node.stop()
 
-    fb = percentiles(paced.first_byte)
+    def per_request(name: str) -> float | None:
+        n = saturated[name].requests
+        return round(cpu[name] / n * 1000, 3) if cpu[name] is not None and n else None
+
+    def per_cpu(name: str) -> float | None:
+        return round(saturated[name].bytes / cpu[name] / 2**20, 1) if cpu[name] else None
+
+    fb = percentiles(paced["node"].first_byte)
+    on_node = saturated["node"]
     result: dict[str, Any] = {
         "bench": "stream",
         "quick": quick,
         "listeners": LISTENERS,
         "tracks": n_tracks,
         "range_bytes": CHUNK,
+        "processes": {
+            "node": 1,
+            "nginx_workers": 1,
+            "cpus": os.cpu_count(),
+            "note": "like with like: one node process (serve has no --workers) against one"
+            " nginx worker; rounds alternate between the servers",
+        },
+        "rounds": 3 if quick else ROUNDS,
+        "loadavg_1m_before": load_before,
         # Latency phase: 200 listeners, each asking for a chunk every PACE s.
+        "first_byte_p99_ms_at_200_listeners": fb["p99"],
         "first_byte_ms": fb,
         "first_byte_p99_target_ms": 50,
         "first_byte_p99_ok": fb["p99"] < 50,
-        "paced": {**paced.summary(), "pace_seconds": PACE},
+        "paced": {**paced["node"].summary(), "pace_seconds": PACE},
         "nginx_paced_first_byte_ms": (
-            percentiles(nginx_paced.first_byte) if nginx_paced is not None else None
+            percentiles(paced["nginx"].first_byte) if "nginx" in paced else None
+        ),
+        "nginx_first_byte_p99_ms_at_200_listeners": (
+            percentiles(paced["nginx"].first_byte)["p99"] if "nginx" in paced else None
         ),
         # Throughput phase: the same listeners back to back (saturation).
-        "node": {**on_node.summary(), "server_cpu_ms_per_request": node_cpu},
+        "node": {
+            **on_node.summary(),
+            "server_cpu_ms_per_request": per_request("node"),
+            "mib_per_cpu_second": per_cpu("node"),
+        },
     }
-    if on_nginx is not None:
+    if "nginx" in saturated:
+        on_nginx = saturated["nginx"]
         ratio = (on_node.bytes / on_node.seconds) / (on_nginx.bytes / on_nginx.seconds)
+        node_cpu, nginx_cpu = per_request("node"), per_request("nginx")
+        cpu_ratio = (
+            round(per_cpu("node") / per_cpu("nginx"), 3)
+            if per_cpu("node") and per_cpu("nginx")
+            else None
+        )
         result.update(
             {
                 "throughput_ratio": round(ratio, 3),
                 "throughput_ratio_target": 0.6,
                 "throughput_ratio_ok": ratio >= 0.6,
+                # Bytes per server CPU second, node over nginx: the ratio when each
+                # had a CPU of its own, whatever else ran on the machine.
+                "throughput_ratio_per_cpu": cpu_ratio,
                 "ratio_by_server_cpu": (
                     round(nginx_cpu / node_cpu, 3) if nginx_cpu and node_cpu else None
                 ),
-                "nginx": {**on_nginx.summary(), "server_cpu_ms_per_request": nginx_cpu},
+                "nginx": {
+                    **on_nginx.summary(),
+                    "server_cpu_ms_per_request": nginx_cpu,
+                    "mib_per_cpu_second": per_cpu("nginx"),
+                },
                 "nginx_first_byte_ms": percentiles(on_nginx.first_byte),
             }
         )
-    if via_accel is not None and on_nginx is not None:
+        via_accel = saturated["x_accel"]
         accel_ratio = (via_accel.bytes / via_accel.seconds) / (on_nginx.bytes / on_nginx.seconds)
+        n = via_accel.requests
         result["x_accel"] = {
             "what": "nginx in front of the node; the node checks and answers X-Accel-Redirect",
             "throughput_ratio": round(accel_ratio, 3),
+            "throughput_ratio_per_cpu": (
+                round(per_cpu("x_accel") / per_cpu("nginx"), 3)
+                if per_cpu("x_accel") and per_cpu("nginx")
+                else None
+            ),
             "first_byte_ms": percentiles(via_accel.first_byte),
             **via_accel.summary(),
-            "server_cpu_ms_per_request": accel_cpu,
+            "server_cpu_ms_per_request": {
+                "nginx": round((cpu["x_accel"] - node_only_cpu) / n * 1000, 3)
+                if cpu["x_accel"] is not None and n
+                else None,
+                "node": round(node_only_cpu / n * 1000, 3) if n else None,
+            },
         }
     else:
         result["note_anchor"] = "nginx not installed: no anchor measured (make bench installs it)"

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import re
 import stat
@@ -60,6 +61,9 @@ _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
 # every listener is the main cost of a stream, so they are kept in memory.
 # Catalog changes in this process empty the cache when they commit; other
 # processes (several `serve` workers on PostgreSQL) catch up within the TTL.
+# An entry past its TTL is still served while one background lookup renews
+# it (for at most another TTL), so listeners never wait for the database
+# when entries expire together.
 TRACK_CACHE_SECONDS = 30.0
 TRACK_CACHE_MAX = 4096
 _MIME_BY_FORMAT = {
@@ -69,18 +73,23 @@ _MIME_BY_FORMAT = {
     "preview": "audio/mpeg",
 }
 _TRACK_CACHE: web.AppKey[TrackCache] = web.AppKey("media.track_cache")
+log = logging.getLogger("nycmg.media")
 
 
 class TrackCache:
     """Public tracks by uuid for a short while, with one database lookup per
     uuid at a time: when an entry expires under 200 listeners, one of them
-    reads the row and the others wait for it instead of queueing 200 reads."""
+    reads the row and the others wait for it instead of queueing 200 reads;
+    an entry just past its TTL is renewed in the background instead."""
 
     def __init__(self, ttl: float = TRACK_CACHE_SECONDS, max_entries: int = TRACK_CACHE_MAX):
         self.ttl = ttl
         self.max_entries = max_entries
         self.entries: dict[str, tuple[float, Any]] = {}
         self.loading: dict[str, asyncio.Future[Any]] = {}
+        self.renewing: dict[str, asyncio.Task[None]] = {}
+        # Bumped by clear(): a lookup that began before a change does not store its row.
+        self.generation = 0
 
     def get(self, uuid: str) -> Any | None:
         hit = self.entries.get(uuid)
@@ -88,12 +97,22 @@ class TrackCache:
             return hit[1]
         return None
 
-    def put(self, uuid: str, track: Any) -> None:
+    def stale(self, uuid: str) -> Any | None:
+        """The entry if it expired less than a TTL ago (to serve while renewing)."""
+        hit = self.entries.get(uuid)
+        if hit is not None and hit[0] + self.ttl > time.monotonic():
+            return hit[1]
+        return None
+
+    def put(self, uuid: str, track: Any, generation: int | None = None) -> None:
+        if generation is not None and generation != self.generation:
+            return
         if len(self.entries) >= self.max_entries:
             self.entries.clear()
         self.entries[uuid] = (time.monotonic() + self.ttl, track)
 
     def clear(self) -> None:
+        self.generation += 1
         self.entries.clear()
 
 
@@ -131,6 +150,8 @@ def setup(app: web.Application) -> None:
 
     async def storage_ctx(app: web.Application):
         yield
+        for task in list(cache.renewing.values()):
+            task.cancel()
         await close_storage(ctx)
 
     app.cleanup_ctx.append(storage_ctx)
@@ -158,6 +179,13 @@ async def _find_track(request: web.Request, uuid: str) -> Track:
     track = cache.get(uuid)
     if track is not None:
         return track
+    track = cache.stale(uuid)
+    if track is not None:
+        if uuid not in cache.renewing and uuid not in cache.loading:
+            cache.renewing[uuid] = asyncio.get_running_loop().create_task(
+                _renew(request.config_dict[CTX], cache, uuid)
+            )
+        return track
     account = request.get(ACCOUNT)
     pending = cache.loading.get(uuid)
     if pending is not None:
@@ -167,6 +195,7 @@ async def _find_track(request: web.Request, uuid: str) -> Track:
         # The first asker could not see it (a draft) or failed: ask ourselves.
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     cache.loading[uuid] = future
+    generation = cache.generation
     try:
         track = await _load_track(request.config_dict[CTX], uuid, account)
     except asyncio.CancelledError:
@@ -179,13 +208,31 @@ async def _find_track(request: web.Request, uuid: str) -> Track:
     finally:
         cache.loading.pop(uuid, None)
     if track.public:
-        cache.put(uuid, track)
+        cache.put(uuid, track, generation)
         future.set_result(track)
     else:
         # A draft is for its artist only: others asking at once look it up themselves.
         future.set_exception(NotFound("no such track"))
         future.exception()
     return track
+
+
+async def _renew(ctx: NodeContext, cache: TrackCache, uuid: str) -> None:
+    """Look a cached public track up again; drop it if it is no longer public."""
+    generation = cache.generation
+    try:
+        track = await _load_track(ctx, uuid, None)
+    except NotFound:
+        track = None
+    except Exception:  # noqa: BLE001 - the next request past the grace period asks itself
+        log.warning("renewing a cached track failed", exc_info=True, extra={"track": uuid})
+        return
+    finally:
+        cache.renewing.pop(uuid, None)
+    if track is not None and track.public:
+        cache.put(uuid, track, generation)
+    elif generation == cache.generation:
+        cache.entries.pop(uuid, None)
 
 
 async def _load_track(ctx: NodeContext, uuid: str, account: Any) -> Track:
@@ -456,13 +503,17 @@ class _FileBody(web.StreamResponse):
                 transport = request.transport
                 if transport is None:
                     raise ConnectionResetError("connection lost")
+                offset, count = self._offset, self._count
+                sent = _sendfile_now(transport, self._fobj, offset, count)
+                offset, count = offset + sent, count - sent
                 try:
-                    await asyncio.get_running_loop().sendfile(
-                        transport, self._fobj, self._offset, self._count
-                    )
+                    if count:
+                        await asyncio.get_running_loop().sendfile(
+                            transport, self._fobj, offset, count
+                        )
                 except NotImplementedError:  # TLS or a platform without sendfile
-                    self._fobj.seek(self._offset)
-                    left = self._count
+                    self._fobj.seek(offset)
+                    left = count
                     while left > 0 and (block := self._fobj.read(min(CHUNK, left))):
                         await self.write(block)
                         left -= len(block)
@@ -470,6 +521,30 @@ class _FileBody(web.StreamResponse):
             return writer
         finally:
             self._fobj.close()
+
+
+def _sendfile_now(transport: Any, fobj: Any, offset: int, count: int) -> int:
+    """As much of the range as the socket takes right now, by one sendfile(2)
+    on a plain TCP socket whose transport has nothing queued (the headers are
+    out); returns the bytes sent, 0 when this does not apply.
+
+    A 256 KiB Range usually fits the socket's buffer whole, and then this is
+    all the sending there is: `loop.sendfile` would first pause reading, wait
+    for the transport to drain and resume it (two epoll changes and several
+    loop turns per request); it only runs for what is left.
+    """
+    if not hasattr(os, "sendfile") or transport.get_extra_info("sslcontext") is not None:
+        return 0
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.is_closing() or transport.get_write_buffer_size():
+        return 0
+    try:
+        return os.sendfile(sock.fileno(), fobj.fileno(), offset, count)
+    except (BlockingIOError, InterruptedError):
+        return 0
+    except OSError:
+        # Let the loop's sendfile meet the same error and report it its way.
+        return 0
 
 
 async def send_local_file(

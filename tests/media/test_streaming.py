@@ -351,3 +351,32 @@ async def test_a_crowd_arriving_at_once_gets_the_same_answers_as_one_listener(no
     crowd += [status(draft, **node.auth("ana")) for _ in range(3)]
     got = await asyncio.gather(*crowd)
     assert got == [206] * 30 + [404] * 10 + [206] * 3
+
+
+async def test_a_change_made_by_another_process_shows_once_the_cached_track_is_renewed(
+    node, add_track
+):
+    """Another `serve` process (no event reaches this one) unpublishes a track:
+    listeners here keep it until its cache entry expires, get the old entry
+    once while it is looked up again in the background, then the change."""
+    from sqlalchemy import update
+
+    from media.streaming import _TRACK_CACHE
+    from node.models import Track
+
+    await node.user("ana", "artist")
+    uuid = await add_track(node, "ana", "Halsey St", {"mp3_128": AUDIO})
+    url = f"/tracks/{uuid}/stream?format=mp3_128"
+    assert (await node.client.get(url)).status == 200
+    async with node.ctx.db.transaction() as s:
+        await s.execute(update(Track).where(Track.uuid == uuid).values(state="draft"))
+    assert (await node.client.get(url)).status == 200  # still within the cache's TTL
+
+    cache = node.app[_TRACK_CACHE]
+    expiry, track = cache.entries[uuid]
+    cache.entries[uuid] = (expiry - cache.ttl - 1, track)  # as if the TTL had passed
+    assert (await node.client.get(url)).status == 200  # served while renewing
+    if (renewal := cache.renewing.get(uuid)) is not None:
+        await renewal
+    assert uuid not in cache.entries
+    assert (await node.client.get(url)).status == 404
