@@ -2,11 +2,12 @@
 
 `close_period(ctx, "YYYY-MM")`, per currency:
 
-1. Fees. What each subscriber paid for the period, net of refunds booked
-   in it. The node's share and the foundation's share (basis points,
+1. Fees. What each subscriber paid for the period, net of refunds of those
+   payments. The node's share and the foundation's share (basis points,
    rounded down) come off each fee; the rest is that subscriber's pool. A
-   negative net (a refund of a fee closed earlier) is charged to the node's
-   share: the node gave the money back, artists already had it.
+   refund booked in the period of an earlier month's fee is taken back from
+   whoever that fee paid (refunds.py): negative `refund` lines for its
+   artists, less node and foundation share.
 2. UCPS. Each subscriber's pool is split among the artists that subscriber
    played, by qualified plays (qualify.py), with `split_ints` (the integer
    core of `allocate`). A subscriber who played nothing funds the
@@ -23,8 +24,17 @@
    the lines of the statements the clearing protocol sends, and
    `royalties.period_closed` is emitted in the same transaction.
 
-The plays are aggregated in SQL and streamed sorted by listener, so memory
-holds one subscriber's artists at a time plus one accumulator per artist.
+The plays are qualified and summed per (listener, artist) in SQL and
+streamed sorted by listener in batches that never split a listener; each
+batch is split for all its listeners at once with integer numpy arithmetic
+(`split_groups`, exactly `split_ints`) and summed per artist, so memory
+holds one batch plus one accumulator per artist.
+
+Late plays: the close counts plays up to the last play id it saw (its
+watermark, kept in the period's stats). Plays of an earlier closed month
+recorded after that month's close count in this one, marked late
+(qualify.py: LateWindow), and the report shows them.
+
 The computation reads a snapshot; the write transaction then checks that
 the period's payments did not change meanwhile, and the unique period row
 makes a second close (or a concurrent one) change nothing.
@@ -39,9 +49,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select
+import numpy as np
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from node.context import NodeContext
 from node.models import Account, Venue, utcnow
@@ -58,7 +70,17 @@ from .models import (
 )
 from .money import Money, split_ints
 from .periods import has_ended, parse_period
-from .qualify import Rules, fan_plays, venue_plays
+from .qualify import (
+    Batch,
+    Rules,
+    fan_play_batches,
+    late_fan_plays,
+    late_venue_plays,
+    late_windows,
+    venue_plays,
+    watermark,
+)
+from .refunds import clawbacks
 
 Progress = Callable[[int, int], None]
 
@@ -95,6 +117,8 @@ class _Cur:
     # (venue uuid, venue id) -> fee; (venue id, artist) -> (plays, amount)
     venue_fees: dict[tuple[str, int], int] = field(default_factory=dict)
     venue_lines: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
+    # artist -> what refunds of earlier months' fees take back from them (refunds.py)
+    clawback: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +128,8 @@ class CloseSummary:
     totals: dict[str, dict[str, int]]
     closed_at: datetime | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    late: dict = field(default_factory=dict)
 
 
 def _shares(net: int, node_bps: int, found_bps: int) -> tuple[int, int, int]:
@@ -113,8 +139,12 @@ def _shares(net: int, node_bps: int, found_bps: int) -> tuple[int, int, int]:
     return node, found, net - node - found
 
 
-async def _fees(session: AsyncSession, period: str) -> dict[int, dict[str, int]]:
-    """actor id -> currency -> net amount paid for the period."""
+async def _fees(
+    session: AsyncSession, period: str, *, account_id: int | None = None
+) -> dict[int, dict[str, int]]:
+    """actor id -> currency -> what was paid for the period, net of refunds of those same
+    payments booked in it (refunds of other months' fees are clawbacks: refunds.py)."""
+    paid = aliased(SubscriptionPayment)
     res = await session.execute(
         select(
             Account.actor_id,
@@ -122,7 +152,12 @@ async def _fees(session: AsyncSession, period: str) -> dict[int, dict[str, int]]
             func.sum(SubscriptionPayment.amount_minor),
         )
         .join(Account, Account.id == SubscriptionPayment.account_id)
-        .where(SubscriptionPayment.period == period)
+        .outerjoin(paid, paid.id == SubscriptionPayment.refunds_id)
+        .where(
+            SubscriptionPayment.period == period,
+            or_(SubscriptionPayment.refunds_id.is_(None), paid.period == period),
+            *([] if account_id is None else [SubscriptionPayment.account_id == account_id]),
+        )
         .group_by(Account.actor_id, SubscriptionPayment.currency)
     )
     fees: dict[int, dict[str, int]] = defaultdict(dict)
@@ -152,7 +187,16 @@ async def summary(session: AsyncSession, period: str) -> CloseSummary | None:
         select(RoyaltyTotal).where(RoyaltyTotal.period == period).order_by(RoyaltyTotal.currency)
     )
     totals = {t.currency: _total_dict(t) for t in res.scalars().all()}
-    return CloseSummary(period, True, totals, row.closed_at)
+    stats = row.stats or {}
+    return CloseSummary(
+        period,
+        True,
+        totals,
+        row.closed_at,
+        stats.get("seconds") or {},
+        stats.get("cpu_seconds") or {},
+        stats.get("late") or {},
+    )
 
 
 def _total_dict(t: RoyaltyTotal) -> dict[str, int]:
@@ -195,28 +239,49 @@ async def close_period(
 
     # Seconds per phase, kept in the period's stats (the benchmark reports them).
     phases: dict[str, float] = {}
-    tick = time.perf_counter()
+    cpu: dict[str, float] = {}  # process CPU seconds (the database driver's thread too)
+    tick, tock = time.perf_counter(), time.process_time()
 
     def lap(name: str) -> None:
-        nonlocal tick
-        now_ = time.perf_counter()
+        nonlocal tick, tock
+        now_, cpu_ = time.perf_counter(), time.process_time()
         phases[name] = round(now_ - tick, 3)
-        tick = now_
+        cpu[name] = round(cpu_ - tock, 3)
+        tick, tock = now_, cpu_
 
     async with ctx.db.read_session() as s:
         fingerprint = await _fingerprint(s, period)
         fees = await _fees(s, period)
-        lap("fees")
-        rows = fan_plays(s, period, rules)
-        curs = await _compute(rows, fees, node_bps, found_bps, progress)
+        hi = await watermark(s)
+        windows = late_windows(await _watermarks(s), period, hi)
+        late_fan = await late_fan_plays(s, windows, rules) if windows else {}
+        late_venue = await late_venue_plays(s, windows, rules) if windows else {}
+        lap("fees_and_late_plays")
+        batches = fan_play_batches(s, period, rules, max_id=hi)
+        if late_fan:
+            batches = _with_late(batches, late_fan)
+        curs = await _compute_batches(batches, fees, node_bps, found_bps, progress)
         lap("plays_and_ucps")
         licences = await _licences(s)
         if licences:
-            _venues(curs, licences, await venue_plays(s, period, rules), node_bps, found_bps)
+            by_venue = await venue_plays(s, period, rules, max_id=hi)
+            for (venue_id, artist), by in late_venue.items():
+                v = by_venue.setdefault(venue_id, {})
+                v[artist] = v.get(artist, 0) + sum(by.values())
+            _venues(curs, licences, by_venue, node_bps, found_bps)
         lap("venues")
+        for cur, claw in (await clawbacks(s, period, rules, node_bps, found_bps)).items():
+            acc = curs.get(cur) or curs.setdefault(cur, _Cur())
+            acc.collected -= claw.amount
+            acc.refunds -= claw.amount
+            acc.node -= claw.node
+            acc.foundation -= claw.foundation
+            acc.clawback = claw.artists
+        lap("refunds")
     finish(curs, zero_play_to=r.zero_play_to)
     if not curs:
         curs[Money.zero(r.currency).currency] = _Cur()
+    late = _late_stats(late_fan, late_venue, fees, {v for v, *_ in licences} if licences else set())
 
     try:
         async with ctx.db.transaction() as s:
@@ -227,6 +292,11 @@ async def close_period(
             closed_at = utcnow()
             stats: dict = {c: {"subscribers": a.subscribers} for c, a in curs.items()}
             stats["seconds"] = phases
+            stats["cpu_seconds"] = cpu
+            # what the next close needs to tell late plays from counted ones (qualify.py)
+            stats["watermark"] = hi
+            stats["late_windows"] = [w.as_list() for w in windows]
+            stats["late"] = late
             s.add(
                 RoyaltyPeriod(
                     period=period, closed_at=closed_at, closed_by=closed_by[:64], stats=stats
@@ -247,7 +317,203 @@ async def close_period(
         if done is None:
             raise
         return done
-    return CloseSummary(period, False, totals, closed_at, phases)
+    return CloseSummary(period, False, totals, closed_at, phases, cpu, late)
+
+
+async def period_stats(session: AsyncSession, period: str) -> dict | None:
+    """What a closed month's close recorded beside its totals (None while it is open)."""
+    res = await session.execute(select(RoyaltyPeriod.stats).where(RoyaltyPeriod.period == period))
+    row = res.first()
+    return None if row is None else dict(row[0] or {})
+
+
+async def _watermarks(session: AsyncSession) -> dict[str, int]:
+    """Closed month -> the last play id its close counted (months closed before watermarks
+    were recorded have none: their late plays are not looked for)."""
+    res = await session.execute(select(RoyaltyPeriod.period, RoyaltyPeriod.stats))
+    out = {}
+    for p, stats in res.all():
+        w = (stats or {}).get("watermark")
+        if isinstance(w, int):
+            out[p] = w
+    return out
+
+
+async def _with_late(
+    batches: AsyncIterator[Batch], late: dict[tuple[int, str], dict[str, int]]
+) -> AsyncIterator[Batch]:
+    """Add late plays to the month's rows: a listener with late plays gets their rows merged
+    (moved to the end of their batch, still sorted by artist); listeners with only late
+    plays come in one last batch."""
+    extra: dict[int, dict[str, int]] = {}
+    for (listener, artist), by in late.items():
+        extra.setdefault(listener, {})[artist] = sum(by.values())
+
+    def rows(listener: int, mine: dict[str, int]) -> tuple[list[int], list[str], list[int]]:
+        arts = sorted(mine)
+        return [listener] * len(arts), arts, [mine[a] for a in arts]
+
+    async for listeners, artists, w in batches:
+        hit = np.isin(listeners, np.fromiter(extra, dtype=np.int64, count=len(extra)))
+        if not hit.any():
+            yield listeners, artists, w
+            continue
+        keep = np.flatnonzero(~hit)
+        ls, arts, ws = listeners[keep].tolist(), [artists[i] for i in keep], w[keep].tolist()
+        merged: dict[int, dict[str, int]] = {}
+        for i in np.flatnonzero(hit).tolist():
+            mine = merged.setdefault(int(listeners[i]), dict(extra[int(listeners[i])]))
+            mine[artists[i]] = mine.get(artists[i], 0) + int(w[i])
+        for listener, mine in merged.items():
+            del extra[listener]
+            more = rows(listener, mine)
+            ls += more[0]
+            arts += more[1]
+            ws += more[2]
+        yield np.array(ls, dtype=np.int64), arts, np.array(ws, dtype=np.int64)
+    if extra:
+        ls, arts, ws = [], [], []
+        for listener in sorted(extra):
+            more = rows(listener, extra[listener])
+            ls += more[0]
+            arts += more[1]
+            ws += more[2]
+        yield np.array(ls, dtype=np.int64), arts, np.array(ws, dtype=np.int64)
+
+
+def _late_stats(
+    late_fan: dict[tuple[int, str], dict[str, int]],
+    late_venue: dict[tuple[int, str], dict[str, int]],
+    fees: dict[int, dict[str, int]],
+    venues: set[int],
+) -> dict:
+    """What the transparency report shows of late plays: how many counted in this close, from
+    which closed months, and for which artists (subscribers' and licensed venues' only)."""
+    by_period: dict[str, int] = defaultdict(int)
+    by_artist: dict[str, int] = defaultdict(int)
+    fan = venue = 0
+    for (listener, artist), by in late_fan.items():
+        if not any(v > 0 for v in fees.get(listener, {}).values()):
+            continue
+        for q, n in by.items():
+            by_period[q] += n
+            by_artist[artist] += n
+            fan += n
+    for (venue_id, artist), by in late_venue.items():
+        if venue_id not in venues:
+            continue
+        for q, n in by.items():
+            by_period[q] += n
+            by_artist[artist] += n
+            venue += n
+    return {
+        "fan_plays": fan,
+        "venue_plays": venue,
+        "from_periods": dict(sorted(by_period.items())),
+        "artists": dict(sorted(by_artist.items())),
+    }
+
+
+# Above this a fee times a weight could overflow int64: such batches take the Python path.
+_INT64_SAFE = 2**62
+
+
+async def _batches(rows: AsyncIterator[tuple[int, str, int]], size: int = 50_000):
+    """(listener, artist, plays) rows, sorted by listener then artist, as batches that never
+    split a listener's rows (tests and small callers feed rows; the close feeds batches)."""
+    ls: list[int] = []
+    arts: list[str] = []
+    ws: list[int] = []
+    async for listener, artist, n in rows:
+        if len(ls) >= size and listener != ls[-1]:
+            yield np.array(ls, dtype=np.int64), arts, np.array(ws, dtype=np.int64)
+            ls, arts, ws = [], [], []
+        ls.append(listener)
+        arts.append(artist)
+        ws.append(n)
+    if ls:
+        yield np.array(ls, dtype=np.int64), arts, np.array(ws, dtype=np.int64)
+
+
+def split_groups(pools: np.ndarray, starts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`split_ints` for many groups at once: group g (rows starts[g]..starts[g+1]) splits
+    pools[g] by its weights; ties go to the earlier row (rows come sorted by key).
+
+    Integer numpy arithmetic, exactly `split_ints` (largest remainder), asserted to add up.
+    """
+    n = len(weights)
+    counts = np.diff(np.append(starts, n))
+    group = np.repeat(np.arange(len(starts)), counts)
+    tot = np.add.reduceat(weights, starts)
+    prod = pools[group] * weights
+    base, rem = np.divmod(prod, tot[group])
+    left = pools - np.add.reduceat(base, starts)
+    pos = np.arange(n) - starts[group]
+    order = np.lexsort((pos, -rem, group))  # by group, largest remainder, then key
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - starts[group[order]]
+    parts = base + (rank < left[group])
+    assert int(parts.sum()) == int(pools.sum()), "allocation leaks"
+    return parts
+
+
+class _Acc:
+    """One currency's per-artist sums during the UCPS pass (numpy, grown as artists appear)."""
+
+    def __init__(self, acc: _Cur, ids: np.ndarray, pools: np.ndarray) -> None:
+        self.cur = acc
+        self.ids, self.pools = ids, pools  # subscribers with a positive fee, sorted by id
+        self.played = np.zeros(len(ids), dtype=bool)
+        self.amount = np.zeros(0, dtype=np.int64)
+        self.plays = np.zeros(0, dtype=np.int64)
+        self.listeners = np.zeros(0, dtype=np.int64)
+        self.max_pool = int(pools.max()) if len(pools) else 0
+
+    def add(self, listeners: np.ndarray, art: np.ndarray, w: np.ndarray, n_art: int) -> None:
+        if not len(self.ids):
+            return
+        at = np.searchsorted(self.ids, listeners)
+        at[at >= len(self.ids)] = 0
+        mine = self.ids[at] == listeners
+        if not mine.any():
+            return
+        at, art, w, listeners = at[mine], art[mine], w[mine], listeners[mine]
+        starts = np.flatnonzero(np.concatenate(([True], listeners[1:] != listeners[:-1])))
+        self.played[at[starts]] = True
+        pools = self.pools[at[starts]]
+        if self.max_pool * int(w.max()) < _INT64_SAFE:
+            parts = split_groups(pools, starts, w)
+        else:  # astronomically large fees: exact Python integers
+            bounds = [*starts.tolist(), len(w)]
+            keys = [str(i) for i in range(len(w))]  # rows already sorted by artist
+            out: list[int] = []
+            for g, pool in enumerate(pools.tolist()):
+                lo, hi = bounds[g], bounds[g + 1]
+                out += split_ints(pool, w[lo:hi].tolist(), keys[lo:hi])
+            parts = np.array(out, dtype=object)
+        if len(self.amount) < n_art:
+            grow = n_art - len(self.amount)
+            self.amount = np.concatenate((self.amount, np.zeros(grow, dtype=np.int64)))
+            self.plays = np.concatenate((self.plays, np.zeros(grow, dtype=np.int64)))
+            self.listeners = np.concatenate((self.listeners, np.zeros(grow, dtype=np.int64)))
+        if parts.dtype == object:
+            for a, part in zip(art.tolist(), parts.tolist(), strict=True):
+                self.amount[a] += part
+        else:
+            np.add.at(self.amount, art, parts)
+        np.add.at(self.plays, art, w)
+        np.add.at(self.listeners, art, 1)
+        self.cur.plays_total += int(w.sum())
+
+    def done(self, names: list[str]) -> None:
+        acc = self.cur
+        for i in np.flatnonzero(self.listeners).tolist():
+            a = names[i]
+            acc.amount[a] += int(self.amount[i])
+            acc.plays[a] += int(self.plays[i])
+            acc.listeners[a] += int(self.listeners[i])
+        acc.zero_play += int((~self.played).sum())
+        acc.zero_pool += int(self.pools[~self.played].sum())
 
 
 async def _compute(
@@ -257,11 +523,28 @@ async def _compute(
     found_bps: int,
     progress: Progress | None,
 ) -> dict[str, _Cur]:
+    """The UCPS pass over (listener, artist, plays) rows (tests feed rows; see _compute_batches)."""
+    return await _compute_batches(_batches(rows), fees, node_bps, found_bps, progress)
+
+
+async def _compute_batches(
+    batches: AsyncIterator[Batch],
+    fees: dict[int, dict[str, int]],
+    node_bps: int,
+    found_bps: int,
+    progress: Progress | None,
+) -> dict[str, _Cur]:
+    """Shares off each fee, then each subscriber's pool split over the artists they played.
+
+    Rows arrive in batches sorted by listener, then artist (the tie-break order of
+    `split_ints`); a batch never splits a listener. Each batch is split for every
+    listener at once (`split_groups`) and summed per artist in numpy.
+    """
     curs: dict[str, _Cur] = {}
-    pools: dict[int, list[tuple[_Cur, int]]] = {}
+    subs: dict[str, tuple[list[int], list[int]]] = {}
     for actor_id, by_cur in fees.items():
         for cur, net in by_cur.items():
-            acc = curs.setdefault(cur, _Cur())
+            acc = curs.get(cur) or curs.setdefault(cur, _Cur())
             acc.collected += net
             if net <= 0:
                 acc.refunds += net
@@ -272,44 +555,38 @@ async def _compute(
             acc.foundation += found
             acc.pools += pool
             acc.subscribers += 1
-            pools.setdefault(actor_id, []).append((acc, pool))
-    total_subs = len(pools)
-    played: set[int] = set()
-
-    def flush(listener: int, artists: list[str], weights: list[int]) -> None:
-        mine = pools.get(listener)
-        if not mine:
-            return  # not a subscriber this period
-        played.add(listener)
-        for acc, pool in mine:
-            n = sum(weights)
-            acc.plays_total += n
-            parts = split_ints(pool, weights, artists) if pool else [0] * len(weights)
-            amount, plays, listeners = acc.amount, acc.plays, acc.listeners
-            for a, w, part in zip(artists, weights, parts, strict=True):
-                amount[a] += part
-                plays[a] += w
-                listeners[a] += 1
-        if progress is not None and len(played) % 1000 == 0:
-            progress(len(played), total_subs)
-
-    current: int | None = None
-    artists: list[str] = []
-    weights: list[int] = []
-    async for listener, artist, n in rows:
-        if listener != current:
-            if current is not None:
-                flush(current, artists, weights)
-            current, artists, weights = listener, [], []
-        artists.append(artist)
-        weights.append(n)
-    if current is not None:
-        flush(current, artists, weights)
-    for actor_id, mine in pools.items():
-        if actor_id not in played:
-            for acc, pool in mine:
-                acc.zero_pool += pool
-                acc.zero_play += 1
+            ids, pools = subs.setdefault(cur, ([], []))
+            ids.append(actor_id)
+            pools.append(pool)
+    accs: list[_Acc] = []
+    for cur, (ids, pools) in sorted(subs.items()):
+        order = np.argsort(np.array(ids, dtype=np.int64), kind="stable")
+        accs.append(
+            _Acc(
+                curs[cur],
+                np.array(ids, dtype=np.int64)[order],
+                np.array(pools, dtype=object if max(pools) >= _INT64_SAFE else np.int64)[order]
+                if pools
+                else np.zeros(0, dtype=np.int64),
+            )
+        )
+    total_subs = sum(1 for by in fees.values() if any(v > 0 for v in by.values()))
+    index: dict[str, int] = {}
+    names: list[str] = []
+    seen = 0
+    async for listeners, artists, w in batches:
+        new = set(artists).difference(index)
+        for a in sorted(new):
+            index[a] = len(names)
+            names.append(a)
+        art = np.fromiter(map(index.__getitem__, artists), dtype=np.int64, count=len(artists))
+        for a in accs:
+            a.add(listeners, art, w, len(names))
+        if progress is not None:
+            seen += int(np.count_nonzero(np.diff(listeners))) + 1 if len(listeners) else 0
+            progress(min(seen, total_subs), total_subs)
+    for a in accs:
+        a.done(names)
     for acc in curs.values():
         if acc.plays_total and acc.pools:
             keys = sorted(acc.plays)
@@ -359,7 +636,7 @@ def _venues(
 ) -> None:
     """Each venue's fee, less the shares, split over that venue's plays (foundation if none)."""
     for venue_id, venue_uuid, fee, cur in licences:
-        acc = curs.setdefault(cur, _Cur())
+        acc = curs.get(cur) or curs.setdefault(cur, _Cur())
         node, found, pool = _shares(fee, node_bps, found_bps)
         acc.venue_fees[(venue_uuid, venue_id)] = fee
         acc.node += node
@@ -428,6 +705,8 @@ def book(period: str, cur: str, acc: _Cur, base: str) -> Booking:
             acc.amount.get(artist, 0),
             acc.pro_rata.get(artist, 0),
         )
+    for artist, amount in sorted(acc.clawback.items()):
+        line(artist, "refund", None, 0, 0, -amount, 0)
     venue_artists: set[str] = set()
     for (venue_id, artist), (plays, amount) in sorted(acc.venue_lines.items()):
         line(artist, "venue", venue_id, plays, 0, amount, amount)
@@ -440,10 +719,13 @@ def book(period: str, cur: str, acc: _Cur, base: str) -> Booking:
     per_node: dict[str, int] = defaultdict(int)
     ledger: list[Line] = []
     for artist, (plays, listeners, amount) in sorted(owed.items()):
-        if artist.startswith(base):
+        if artist.startswith(base):  # a local artist's balance may go below zero
             local_total += amount
             ledger.append(_credit(f"artist:{artist}", amount, cur))
             continue
+        if amount < 0:  # statement lines are never negative: the node carries the rest
+            acc.node += amount
+            amount = 0
         remote_total += amount
         node = node_of(artist)
         per_node[node] += amount

@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.context import NodeContext
 from node.models import Account, Actor, Venue
 
-from .close import _fees, _shares, node_of, summary
+from .close import _fees, _shares, node_of, period_stats, summary
 from .models import RoyaltyLine, RoyaltyPeriod, SubscriptionPayment
 from .money import Money, split_ints
 from .periods import parse_period
-from .qualify import Rules, disqualified, fan_plays, listener_plays
+from .qualify import Rules, disqualified, fan_plays, plays_as_closed
 
 PeriodExtra = Callable[[AsyncSession, NodeContext, str], Awaitable[dict[str, Any]]]
 PERIOD_EXTRAS: list[PeriodExtra] = []
@@ -92,6 +92,13 @@ async def period_report(
         report["artists"] = []
     else:
         report["closed_at"] = done.closed_at.isoformat() if done.closed_at else None
+        # plays of earlier closed months recorded after their close, counted in this one
+        report["late_plays"] = done.late or {
+            "fan_plays": 0,
+            "venue_plays": 0,
+            "from_periods": {},
+            "artists": {},
+        }
         report["currencies"] = {
             cur: {
                 **{
@@ -139,6 +146,7 @@ async def period_report(
                 "artist": _who(a, names),
                 "node": node or ctx.urls.node_actor(),
                 "plays": int(p),
+                "late_plays": int(report["late_plays"].get("artists", {}).get(a, 0)),
                 "listeners": int(li),
                 "ucps": money_json(amt, cur),
                 "pro_rata": money_json(pr, cur),
@@ -390,13 +398,13 @@ async def fan_split(
     r = ctx.settings.royalties
     node_bps, found_bps = int(r.node_share_bps), int(r.foundation_share_bps)
     rules = Rules.from_settings(ctx.settings)
-    res = await session.execute(
-        select(SubscriptionPayment.currency, func.sum(SubscriptionPayment.amount_minor))
-        .where(SubscriptionPayment.account_id == account.id, SubscriptionPayment.period == period)
-        .group_by(SubscriptionPayment.currency)
-    )
-    fees = {c: int(t) for c, t in res.all()}
-    plays = await listener_plays(session, period, rules, account.actor_id)
+    # the month's own fees, net of refunds of them (a refund of another month's fee
+    # is taken back from that month's artists: refunds.py)
+    fees = (await _fees(session, period, account_id=account.id)).get(account.actor_id, {})
+    # a closed month counted the plays up to its watermark, and the late plays of earlier
+    # months that came in since (qualify.py): the same here, so the split is the close's
+    stats = await period_stats(session, period)
+    plays, late = await plays_as_closed(session, period, rules, account.actor_id, stats)
     done = await summary(session, period)
     out: dict[str, Any] = {
         "period": period,
@@ -435,6 +443,7 @@ async def fan_split(
                 "artist": _who(a, names),
                 "node": None if a.startswith(ctx.settings.base_url + "/") else node_of(a),
                 "plays": plays[a],
+                "late_plays": late.get(a, 0),
                 "ucps": money_json(part, cur),
                 "pro_rata": money_json(pro.get(a, 0), cur),
             }

@@ -219,8 +219,11 @@ async def test_refunds_land_in_a_later_open_period_and_closed_periods_never_chan
         assert await balance(s, "cash", "USD") == Money(1600, "USD")
 
 
-async def test_a_subscriber_whose_month_nets_negative_is_carried_by_the_node_share(scene, node):
-    await scene.local_artist("xavi")
+async def test_a_refund_of_a_closed_month_is_taken_back_from_the_artists_that_fee_paid(scene, node):
+    # Given ana paid 10.00 for September and played xavi (here) three times and yara
+    # (on queens) once: 8.50 split 6.38 / 2.12, 1.00 node share, 0.50 foundation
+    xavi = await scene.local_artist("xavi")
+    yara = scene.remote_artist("yara")
     ana = await scene.fan("ana")
     async with node.ctx.db.transaction() as s:
         await record_payment(
@@ -231,15 +234,79 @@ async def test_a_subscriber_whose_month_nets_negative_is_carried_by_the_node_sha
             provider="ledger",
             external_id="sep",
         )
+    await scene.play("ana", "xavi", times=3, at=datetime(2026, 9, 3, tzinfo=UTC))
+    await scene.play("ana", "yara", at=datetime(2026, 9, 4, tzinfo=UTC))
+    september = await close_period(node.ctx, "2026-09", now=AFTER)
+    assert (await lines_of(node, "2026-09"))[xavi].amount_minor == 638
+
+    # When 4.00 of it is refunded now, and ana pays for this month and plays yara in it
+    async with node.ctx.db.transaction() as s:
+        row = await record_refund(
+            s, provider="ledger", external_id="sep", amount=Money(400, "USD"), reason="asked"
+        )
+        await record_payment(
+            s,
+            account_id=ana.id,
+            period=row.period,
+            amount=Money(1000, "USD"),
+            provider="ledger",
+            external_id="this-month",
+        )
+    await scene.play("ana", "yara", times=4, at=datetime(2026, 12, 2, tzinfo=UTC))
+    later = await close_period(node.ctx, row.period, now=datetime(2027, 1, 2, tzinfo=UTC))
+
+    # Then September is untouched, and the later month takes the 4.00 back from what the
+    # September fee paid, in proportion (node 0.40, foundation 0.20, xavi 2.55, yara 0.85),
+    # as negative refund lines; ana's new fee is split over her new plays as usual
+    assert (await close_period(node.ctx, "2026-09", now=AFTER)).totals == september.totals
+    refund_lines = await lines_of(node, row.period, kind="refund")
+    assert {a: ln.amount_minor for a, ln in refund_lines.items()} == {xavi: -255, yara: -85}
+    assert (await lines_of(node, row.period))[yara].amount_minor == 850
+    usd = later.totals["USD"]
+    assert (usd["collected"], usd["refunds"]) == (600, -400)
+    assert (usd["node_share"], usd["foundation"]) == (100 - 40, 50 - 20)
+    assert (usd["artists_local"], usd["artists_remote"]) == (-255, 850 - 85)
+    async with node.ctx.db.read_session() as s:
+        assert await balance(s, f"artist:{xavi}", "USD") == Money(638 - 255, "USD")
+        assert await balance(s, f"node_payable:{QUEENS}", "USD") == Money(212 + 765, "USD")
+        payable = (
+            await s.execute(select(RoyaltyPayable).where(RoyaltyPayable.period == row.period))
+        ).scalar_one()
+        assert payable.amount_minor == 765
+        assert await trial_balance(s) == {"USD": 0}
+
+
+async def test_a_refund_a_remote_artist_cannot_give_back_that_month_falls_to_the_node(scene, node):
+    # Given ana's September fee went 6.38 to xavi (here) and 2.12 to yara (on queens)
+    xavi = await scene.local_artist("xavi")
+    scene.remote_artist("yara")
+    ana = await scene.fan("ana")
+    async with node.ctx.db.transaction() as s:
+        await record_payment(
+            s,
+            account_id=ana.id,
+            period="2026-09",
+            amount=Money(1000, "USD"),
+            provider="ledger",
+            external_id="sep",
+        )
+    await scene.play("ana", "xavi", times=3, at=datetime(2026, 9, 3, tzinfo=UTC))
+    await scene.play("ana", "yara", at=datetime(2026, 9, 4, tzinfo=UTC))
     await close_period(node.ctx, "2026-09", now=AFTER)
+    # When all of it is refunded in a month where yara earns nothing here
     async with node.ctx.db.transaction() as s:
         row = await record_refund(
             s, provider="ledger", external_id="sep", amount=Money(1000, "USD"), reason="oops"
         )
     summary = await close_period(node.ctx, row.period, now=datetime(2027, 1, 2, tzinfo=UTC))
+    # Then xavi gives back 6.38 and the foundation 0.50; a statement line is never
+    # negative, so the node carries yara's 2.12 beside its own 1.00
     usd = summary.totals["USD"]
-    assert (usd["collected"], usd["refunds"], usd["node_share"]) == (-1000, -1000, -1000)
+    assert (usd["collected"], usd["refunds"]) == (-1000, -1000)
+    assert (usd["artists_local"], usd["artists_remote"]) == (-638, 0)
+    assert (usd["node_share"], usd["foundation"]) == (-100 - 212, -50)
     async with node.ctx.db.read_session() as s:
+        assert await balance(s, f"artist:{xavi}", "USD") == Money(0, "USD")
         assert await trial_balance(s) == {"USD": 0}
 
 

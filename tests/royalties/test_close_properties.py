@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from royalties.close import _compute, _venues, book, finish
+from royalties.close import _compute, _venues, book, finish, split_groups
 from royalties.ledger import check_balanced
+from royalties.money import split_ints
 
 BASE = "https://home.example/"
 ARTISTS = [f"https://home.example/actors/a{i}" for i in range(4)] + [
@@ -100,3 +102,27 @@ def test_one_subscriber_pays_only_the_artists_they_played_in_proportion(fee, wei
     total_w = sum(weights)
     for a, w in zip(artists, weights, strict=False):
         assert abs(acc.amount[a] * total_w - pool * w) < total_w
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    groups=st.lists(
+        st.tuples(
+            st.integers(0, 10**9),
+            st.lists(st.integers(1, 10**6), min_size=1, max_size=7),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_batched_split_is_split_ints_for_every_subscriber(groups):
+    # every listener's pool, split for all listeners at once, is exactly split_ints of it
+    pools = np.array([g[0] for g in groups], dtype=np.int64)
+    weights = np.array([w for g in groups for w in g[1]], dtype=np.int64)
+    starts = np.cumsum([0] + [len(g[1]) for g in groups[:-1]]).astype(np.int64)
+    parts = split_groups(pools, starts, weights).tolist()
+    at = 0
+    for pool, ws in groups:
+        keys = [f"k{i:02d}" for i in range(len(ws))]
+        assert parts[at : at + len(ws)] == split_ints(pool, ws, keys)
+        at += len(ws)
