@@ -158,8 +158,13 @@ async def close_and_clear(network: DemoNetwork) -> None:
         payer, payee = by_uri[t["payer"]], by_uri[t["payee"]]
 
         async def booked(payer=payer, t=t) -> list[str]:
+            # The payer may only pay once it has heard that every member
+            # accepted; the house's "accepted" reaches it as a later message.
             rows = await _rows(payer, ClearingTransfer, ClearingTransfer.uri == t["id"])
-            return [] if rows else [f"{payer.spec.name}'s transfer"]
+            known = await _rows(payer, ClearingSettlement, ClearingSettlement.uri == settlement.uri)
+            if rows and known and known[0].state in ("accepted", "settled"):
+                return []
+            return [f"{payer.spec.name}'s transfer"]
 
         if not await _until(network, booked, "Settlement transfers"):
             return
