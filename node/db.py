@@ -47,6 +47,12 @@ def _sqlite_engine(url: str, immediate: bool, echo: bool) -> AsyncEngine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        if immediate:
+            # The one writer keeps the hot index pages of its tables (plays,
+            # detection items) in memory: at SQLite's default 2 MiB, a
+            # batch of a thousand plays rereads index pages from the OS
+            # cache for every row (bench.detection's ingest: +25% plays/s).
+            cur.execute("PRAGMA cache_size=-65536")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
