@@ -131,11 +131,23 @@ async def close_and_clear(network: DemoNetwork) -> None:
         await close_period(node.ctx, period, closed_by="demo")
 
     async def unanswered() -> list[str]:
+        # Answered at its issuer, and the house holds it with its answer too
+        # (the copies to the house travel separately; a settlement run before
+        # they arrive leaves a statement out, and its members reject it).
+        at_house = {
+            r.uri
+            for r in await _rows(house_node, ClearingStatement, ClearingStatement.period == period)
+            if r.state in ("accepted", "rejected") and r.answer is not None
+        }
         missing = []
         for node in nodes:
             for r in await _rows(node, ClearingStatement, ClearingStatement.role == "out"):
-                if r.period == period and r.state == "issued":
+                if r.period != period:
+                    continue
+                if r.state == "issued":
                     missing.append(f"{node.spec.name}'s statement to {r.recipient_uri}")
+                elif r.state != "superseded" and r.uri not in at_house:
+                    missing.append(f"the house's copy of {node.spec.name}'s statement")
         return missing
 
     if not await _until(network, unanswered, "Royalty statements"):
