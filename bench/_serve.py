@@ -79,7 +79,10 @@ def main() -> None:
     elif args.kind == "accept":
         app = accept_app()
     else:
+        from node.gc_tuning import tune_for_server
+
         app = node_app(args.data, worker=args.worker)
+        tune_for_server()  # as `nycmg serve` does
     profile_to = os.environ.get("NYCMG_BENCH_PROFILE")
     if not profile_to:
         web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import CONFIG_FILE, load_settings
 from .errors import NodeError
+from .gc_tuning import tune_for_server
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -265,6 +266,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ready = (
         f"nycmg serving {settings.base_url} on http://{settings.server.host}:{settings.server.port}"
     )
+    tune_for_server()
     web.run_app(
         app,
         host=settings.server.host,
@@ -305,6 +307,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         runner = web.AppRunner(_app(settings, worker=True))
+        tune_for_server()
         await runner.setup()  # starts the worker's cleanup context; no socket is opened
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
