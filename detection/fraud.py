@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.context import NodeContext
-from node.models import Track, utcnow
+from node.models import utcnow
 
 from .device_models import Device, PlayHold
 from .plays import VenuePlay
@@ -167,13 +167,13 @@ async def check(
     grown: list[VenuePlay],
     existing: list[VenuePlay],
     drift_reason: str | None,
-    durations: dict[int, int | None] | None = None,
+    durations: dict[int, int | None],
 ) -> list[Flag]:
     """Apply every rule to a batch's new and grown plays; hold what they flag.
 
     `existing` is the device's plays around them as `assign_plays` read them
-    (grown ones already extended), so the rules need no second read; so are
-    the tracks' `durations` (ms by track id) when the caller has them."""
+    (grown ones already extended), and `durations` (ms by track id) come from
+    the batch's own track lookup, so the rules need no second read."""
     touched = [*new, *grown]
     if not touched:
         return []
@@ -181,16 +181,6 @@ async def check(
     # VenuePlay has the fields of a PlaySpan (id, track_id, start, end): the
     # rules read the plays as they are, with no copy per play.
     recent = [*existing, *new]
-    if durations is None:
-        durations = dict(
-            (
-                await session.execute(
-                    select(Track.id, Track.duration_ms).where(
-                        Track.id.in_({p.track_id for p in touched})
-                    )
-                )
-            ).all()
-        )
     flags = [
         *rate_flags(new, [r.start for r in recent], s.max_plays_per_hour),
         *overlap_flags(touched, recent),

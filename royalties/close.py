@@ -349,9 +349,11 @@ async def _with_late(
     for (listener, artist), by in late.items():
         extra.setdefault(listener, {})[artist] = sum(by.values())
 
-    def rows(listener: int, mine: dict[str, int]) -> tuple[list[int], list[str], list[int]]:
-        arts = sorted(mine)
-        return [listener] * len(arts), arts, [mine[a] for a in arts]
+    def add_rows(ls: list[int], arts: list[str], ws: list[int], listener: int, mine: dict) -> None:
+        for a in sorted(mine):
+            ls.append(listener)
+            arts.append(a)
+            ws.append(mine[a])
 
     async for listeners, artists, w in batches:
         hit = np.isin(listeners, np.fromiter(extra, dtype=np.int64, count=len(extra)))
@@ -366,18 +368,12 @@ async def _with_late(
             mine[artists[i]] = mine.get(artists[i], 0) + int(w[i])
         for listener, mine in merged.items():
             del extra[listener]
-            more = rows(listener, mine)
-            ls += more[0]
-            arts += more[1]
-            ws += more[2]
+            add_rows(ls, arts, ws, listener, mine)
         yield np.array(ls, dtype=np.int64), arts, np.array(ws, dtype=np.int64)
     if extra:
         ls, arts, ws = [], [], []
         for listener in sorted(extra):
-            more = rows(listener, extra[listener])
-            ls += more[0]
-            arts += more[1]
-            ws += more[2]
+            add_rows(ls, arts, ws, listener, extra[listener])
         yield np.array(ls, dtype=np.int64), arts, np.array(ws, dtype=np.int64)
 
 
@@ -391,21 +387,19 @@ def _late_stats(
     which closed months, and for which artists (subscribers' and licensed venues' only)."""
     by_period: dict[str, int] = defaultdict(int)
     by_artist: dict[str, int] = defaultdict(int)
-    fan = venue = 0
-    for (listener, artist), by in late_fan.items():
-        if not any(v > 0 for v in fees.get(listener, {}).values()):
-            continue
-        for q, n in by.items():
-            by_period[q] += n
-            by_artist[artist] += n
-            fan += n
-    for (venue_id, artist), by in late_venue.items():
-        if venue_id not in venues:
-            continue
-        for q, n in by.items():
-            by_period[q] += n
-            by_artist[artist] += n
-            venue += n
+
+    def count(late: dict[tuple[int, str], dict[str, int]], counts: Callable[[int], bool]) -> int:
+        total = 0
+        for (who, artist), by in late.items():
+            if counts(who):
+                for q, n in by.items():
+                    by_period[q] += n
+                    by_artist[artist] += n
+                    total += n
+        return total
+
+    fan = count(late_fan, lambda listener: any(v > 0 for v in fees.get(listener, {}).values()))
+    venue = count(late_venue, venues.__contains__)
     return {
         "fan_plays": fan,
         "venue_plays": venue,
@@ -560,11 +554,12 @@ async def _compute_batches(
             pools.append(pool)
     accs: list[_Acc] = []
     for cur, (ids, pools) in sorted(subs.items()):
-        order = np.argsort(np.array(ids, dtype=np.int64), kind="stable")
+        id_arr = np.array(ids, dtype=np.int64)
+        order = np.argsort(id_arr, kind="stable")
         accs.append(
             _Acc(
                 curs[cur],
-                np.array(ids, dtype=np.int64)[order],
+                id_arr[order],
                 np.array(pools, dtype=object if max(pools) >= _INT64_SAFE else np.int64)[order]
                 if pools
                 else np.zeros(0, dtype=np.int64),

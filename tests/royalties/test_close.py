@@ -219,9 +219,9 @@ async def test_refunds_land_in_a_later_open_period_and_closed_periods_never_chan
         assert await balance(s, "cash", "USD") == Money(1600, "USD")
 
 
-async def test_a_refund_of_a_closed_month_is_taken_back_from_the_artists_that_fee_paid(scene, node):
-    # Given ana paid 10.00 for September and played xavi (here) three times and yara
-    # (on queens) once: 8.50 split 6.38 / 2.12, 1.00 node share, 0.50 foundation
+async def paid_september_and_played_xavi_and_yara(scene, node):
+    """ana paid 10.00 for September and played xavi (here) three times and yara (on queens)
+    once; returns (xavi's URI, yara's URI, ana)."""
     xavi = await scene.local_artist("xavi")
     yara = scene.remote_artist("yara")
     ana = await scene.fan("ana")
@@ -236,6 +236,13 @@ async def test_a_refund_of_a_closed_month_is_taken_back_from_the_artists_that_fe
         )
     await scene.play("ana", "xavi", times=3, at=datetime(2026, 9, 3, tzinfo=UTC))
     await scene.play("ana", "yara", at=datetime(2026, 9, 4, tzinfo=UTC))
+    return xavi, yara, ana
+
+
+async def test_a_refund_of_a_closed_month_is_taken_back_from_the_artists_that_fee_paid(scene, node):
+    # Given ana paid 10.00 for September and played xavi (here) three times and yara
+    # (on queens) once: 8.50 split 6.38 / 2.12, 1.00 node share, 0.50 foundation
+    xavi, yara, ana = await paid_september_and_played_xavi_and_yara(scene, node)
     september = await close_period(node.ctx, "2026-09", now=AFTER)
     assert (await lines_of(node, "2026-09"))[xavi].amount_minor == 638
 
@@ -278,20 +285,7 @@ async def test_a_refund_of_a_closed_month_is_taken_back_from_the_artists_that_fe
 
 async def test_a_refund_a_remote_artist_cannot_give_back_that_month_falls_to_the_node(scene, node):
     # Given ana's September fee went 6.38 to xavi (here) and 2.12 to yara (on queens)
-    xavi = await scene.local_artist("xavi")
-    scene.remote_artist("yara")
-    ana = await scene.fan("ana")
-    async with node.ctx.db.transaction() as s:
-        await record_payment(
-            s,
-            account_id=ana.id,
-            period="2026-09",
-            amount=Money(1000, "USD"),
-            provider="ledger",
-            external_id="sep",
-        )
-    await scene.play("ana", "xavi", times=3, at=datetime(2026, 9, 3, tzinfo=UTC))
-    await scene.play("ana", "yara", at=datetime(2026, 9, 4, tzinfo=UTC))
+    xavi, _, _ = await paid_september_and_played_xavi_and_yara(scene, node)
     await close_period(node.ctx, "2026-09", now=AFTER)
     # When all of it is refunded in a month where yara earns nothing here
     async with node.ctx.db.transaction() as s:
