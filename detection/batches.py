@@ -40,6 +40,7 @@ from node.context import NodeContext
 from node.errors import BadRequest, NodeError, PayloadTooLarge, ValidationFailed
 from node.models import Play, Track, utcnow
 from node.validation import ISRC_RE, iso, parse_datetime
+from node.web_helpers import read_at_most
 
 from . import fraud, peers
 from .bulk import db_time, insert_many
@@ -287,7 +288,7 @@ async def post_batch(call: Call) -> dict[str, Any]:
     limit = ctx.settings.detection.max_batch_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"a batch is at most {limit} bytes")
-    body = await request.content.read(limit + 1)
+    body = await read_at_most(request, limit)
     if len(body) > limit:
         raise PayloadTooLarge(f"a batch is at most {limit} bytes")
     device = await verify_device(request, ctx, body)

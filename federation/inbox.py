@@ -17,6 +17,7 @@ from node.appkeys import CTX
 from node.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from node.jobs import PermanentFailure
 from node.models import Actor, Job, utcnow
+from node.web_helpers import read_at_most
 
 from .appkeys import FEDERATION
 from .errors import BadActivity
@@ -41,14 +42,11 @@ def _signature_key_host(request: web.Request) -> str | None:
 
 
 async def _read_capped(request: web.Request, limit: int) -> bytes:
-    """The whole body, or 413 past `limit`. `StreamReader.read(n)` returns what is
-    buffered (one chunk of a chunked or slow body), so read until EOF."""
-    body = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(body)):
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"activities are limited to {limit} bytes")
-    return bytes(body)
+    """The whole body, or 413 past `limit`."""
+    body = await read_at_most(request, limit)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"activities are limited to {limit} bytes")
+    return body
 
 
 async def inbox_view(request: web.Request) -> web.Response:

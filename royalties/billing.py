@@ -33,6 +33,7 @@ from node.appkeys import CTX
 from node.context import NodeContext
 from node.errors import BadRequest, Conflict, PayloadTooLarge
 from node.models import Account
+from node.web_helpers import read_at_most
 
 from . import subscriptions
 from .clearing_models import BillingCustomer, StripeEvent
@@ -316,7 +317,7 @@ async def webhook_view(call: Call) -> dict[str, str]:
     request = call.request
     if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
         raise PayloadTooLarge("webhook bodies are limited")
-    payload = await request.content.read(MAX_WEBHOOK_BYTES + 1)
+    payload = await read_at_most(request, MAX_WEBHOOK_BYTES)
     if len(payload) > MAX_WEBHOOK_BYTES:
         raise PayloadTooLarge("webhook bodies are limited")
     outcome = await handle_webhook(call.ctx, payload, request.headers.get("Stripe-Signature"))

@@ -31,6 +31,7 @@ from federation.signatures import SignatureError, http_status, sign_request, ver
 from federation.vocab import host_of
 from node.appkeys import CTX
 from node.models import Actor, utcnow
+from node.web_helpers import read_at_most
 
 from .models import LiveSession
 
@@ -122,7 +123,7 @@ async def receive_remote(request: web.Request) -> web.Response:
     ctx = request.config_dict[CTX]
     fed = request.config_dict[FEDERATION]
     key = request.match_info["handle"]
-    body = await request.content.read(MAX_BODY + 1)
+    body = await read_at_most(request, MAX_BODY)
     if len(body) > MAX_BODY:
         return problem(413, "Payload Too Large", "chat messages are short")
     try:

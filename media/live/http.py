@@ -15,6 +15,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from node.appkeys import CTX
 from node.errors import PROBLEM_BASE
+from node.web_helpers import read_at_most
 
 from .hub import LiveHub
 from .sdp import MAX_SDP_BYTES, link_headers
@@ -60,7 +61,7 @@ async def read_sdp(request: web.Request) -> str | web.Response:
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
         return problem(413, "Payload Too Large", "the offer is too large")
     try:
-        body = await request.content.read(MAX_SDP_BYTES + 1)
+        body = await read_at_most(request, MAX_SDP_BYTES)
     except Exception:  # noqa: BLE001 - a broken upload is a bad request
         return problem(400, "Bad Request", "could not read the offer")
     if len(body) > MAX_SDP_BYTES:
@@ -98,7 +99,7 @@ async def trickle(request: web.Request, pc: RTCPeerConnection, etag: str) -> web
         return problem(428, "Precondition Required", "send If-Match with the session's ETag")
     if match != "*" and match != etag:
         return problem(412, "Precondition Failed", "the ETag does not match this session")
-    body = (await request.content.read(MAX_SDP_BYTES + 1)).decode("utf-8", "replace")
+    body = (await read_at_most(request, MAX_SDP_BYTES)).decode("utf-8", "replace")
     if len(body) > MAX_SDP_BYTES:
         return problem(413, "Payload Too Large", "the fragment is too large")
     lines = [ln.strip() for ln in body.splitlines() if ln.strip()]

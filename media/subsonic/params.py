@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
+from node.web_helpers import read_at_most
+
 from .errors import bad_value, missing
 
 MAX_FORM_BYTES = 256 * 1024
@@ -29,7 +31,7 @@ async def read_params(request: web.Request) -> Params:
         # Read at most MAX_FORM_BYTES: the app's own body limit is sized for audio uploads.
         if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
             raise bad_value("body", "is too large")
-        raw = await request.content.read(MAX_FORM_BYTES + 1)
+        raw = await read_at_most(request, MAX_FORM_BYTES)
         if len(raw) > MAX_FORM_BYTES:
             raise bad_value("body", "is too large")
         try:

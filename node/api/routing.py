@@ -22,6 +22,7 @@ from ..context import NodeContext
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..models import Account
 from ..validation import Schema
+from ..web_helpers import read_at_most
 
 
 @dataclass
@@ -116,7 +117,7 @@ async def read_json(request: web.Request, limit: int) -> Any:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     ctype = request.content_type
-    raw = await request.content.read(limit + 1)
+    raw = await read_at_most(request, limit)
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     if not raw:

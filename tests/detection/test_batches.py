@@ -207,3 +207,26 @@ async def test_a_malformed_batch_is_refused_whole_with_every_problem(node):
     fields = {e["field"] for e in (await r.json())["errors"]}
     assert {"items[0].seq", "items[1].captured_at"} <= fields
     assert r2.status == 422
+
+
+async def test_a_batch_that_arrives_in_slow_pieces_is_read_whole(node):
+    """A device on a poor venue connection: the signed body comes in several pieces
+    with pauses between them, and the node checks its digest over all of it."""
+    import asyncio
+
+    client, _ = await device_for(node)
+    a, _ = await _isrc_tracks(node)
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    items = [declared(n, t0 + timedelta(minutes=3 * n), 180_000, a) for n in range(1, 41)]
+    body = client.body("slow-1", items)
+
+    async def trickle():
+        for k in range(0, len(body), 1024):
+            yield body[k : k + 1024]
+            await asyncio.sleep(0.01)
+
+    headers = {**client.headers(body), "Content-Length": str(len(body))}
+    r = await node.client.post(client.batch_path, data=trickle(), headers=headers)
+
+    assert r.status == 200, await r.text()
+    assert [i["status"] for i in (await r.json())["items"]] == ["matched"] * 40
