@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.appkeys import FEDERATION, Federation
@@ -45,7 +45,8 @@ from node.web_helpers import read_at_most
 from . import fraud, peers
 from .bulk import db_time, insert_many
 from .device_models import DetectionBatch, DetectionItem, Device
-from .plays import Detection, assign_plays
+from .group_commit import GroupWriter
+from .plays import Detection, VenuePlay, assign_plays
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 MAX_SEQ = 2**62
@@ -95,6 +96,7 @@ class Item:
     track_id: int | None = None
     offset_ms: int | None = None
     confidence: float | None = None
+    captured_db: Any = None  # captured_at as the database stores it, once known
 
 
 @dataclass
@@ -330,16 +332,26 @@ async def ingest(
             if missed:
                 await peers.ask(ctx, fed, missed)
     listener = await _node_listener(ctx)
-    for attempt in range(2):
-        try:
-            async with ctx.db.transaction() as session:
-                return await _record(ctx, session, device_id, batch, listener)
-        except IntegrityError:
-            # The same batch raced itself (two uploads at once on PostgreSQL):
-            # the second pass finds the first one's rows and answers duplicate.
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    # What needs no write lock is done first, on a read session: declared
+    # tracks resolved, plays' candidates built, times turned into what the
+    # database stores. The writer is the one thing batches queue for.
+    live = [i for i in batch.items if i.status != "rejected"]
+    async with ctx.db.read_session() as s:
+        tracks = await _tracks(s, live) if live else {}
+    detections = _detections(live, tracks, db_time(ctx.db.dialect))
+    durations = {tid: t[3] for tid, t in tracks.items()}
+    writer = ctx.extras.get("detection.writer")
+    if writer is None:
+        writer = ctx.extras["detection.writer"] = GroupWriter(ctx.db)
+    # With other devices' batches that wait for the writer, in one transaction
+    # (detection.group_commit). A batch that races itself (two uploads at once
+    # on PostgreSQL) fails its insert once; the retry finds the first one's
+    # rows and answers duplicate.
+    recorded = await writer.run(
+        lambda session: _record(ctx, session, device_id, batch, listener, detections, durations),
+        len(batch.items),
+    )
+    return _answer(ctx, batch, tracks, recorded)
 
 
 async def _match_windows(ctx: NodeContext, fps: list[Item]) -> None:
@@ -433,33 +445,21 @@ async def _node_listener(ctx: NodeContext) -> tuple[int, str]:
     return cached
 
 
-async def _record(
-    ctx: NodeContext,
-    session: AsyncSession,
-    device_id: int,
-    batch: Batch,
-    listener: tuple[int, str],
-) -> dict[str, Any]:
-    """The write: items, plays, holds and the device, for the whole batch at once.
-
-    Everything per item is plain tuples and one executemany per table: no ORM
-    object per item or play (the ingest target is tens of thousands a second)."""
-    device = await session.get(Device, device_id, with_for_update=not ctx.db.is_sqlite)
-    assert device is not None
-    now = utcnow()
-    known = await _known_items(session, device_id, [i.seq for i in batch.items])
-    fresh = [i for i in batch.items if i.seq not in known] if known else batch.items
-    live = [i for i in fresh if i.status != "rejected"]
-    tracks = await _tracks(session, live) if live else {}
-    detections = []
+def _detections(
+    live: list[Item], tracks: dict[int, TrackInfo], to_db: Callable[[datetime], Any]
+) -> list[Detection]:
+    """The items that named a known track, as plays' candidates; the others
+    are marked unmatched. Every live item gets its time as the database stores it."""
+    out = []
     for item in live:
+        item.captured_db = to_db(item.captured_at)
         found = tracks.get(item.track_id) if item.track_id is not None else None
         if found is None:
             item.status, item.track_id = "unmatched", None
             continue
         item.status = "matched"
         uri, artist_uri, local, _ms = found
-        detections.append(
+        out.append(
             Detection(
                 item.index,
                 item.track_id,
@@ -469,8 +469,45 @@ async def _record(
                 item.captured_at,
                 item.duration_ms,
                 "dj" if item.kind == "declared" else "venue",
+                item.captured_db,
             )
         )
+    return out
+
+
+@dataclass(slots=True)
+class Recorded:
+    """What the write decided, for the answer: items sent before (with their
+    first answer), the play of each matched item, holds by play id."""
+
+    known: dict[int, dict[str, Any]]
+    plays: dict[int, VenuePlay]
+    held: dict[int | None, str]
+    received_at: datetime
+
+
+async def _record(
+    ctx: NodeContext,
+    session: AsyncSession,
+    device_id: int,
+    batch: Batch,
+    listener: tuple[int, str],
+    detections: list[Detection],
+    durations: dict[int, int | None],
+) -> Recorded:
+    """The write: items, plays, holds and the device, for the whole batch at once.
+
+    Everything per item is plain tuples and one insert per table: no ORM
+    object per item or play (the ingest target is tens of thousands a second).
+    It runs holding the database's writer, so it does only what must see
+    the device's stored items and plays; the caller prepared the rest."""
+    device = await session.get(Device, device_id, with_for_update=not ctx.db.is_sqlite)
+    assert device is not None
+    now = utcnow()
+    known = await _known_items(session, device_id, [i.seq for i in batch.items])
+    fresh = [i for i in batch.items if i.seq not in known] if known else batch.items
+    if known:
+        detections = [d for d in detections if batch.items[d.index].seq not in known]
     assigned, new, existing = await assign_plays(
         ctx,
         session,
@@ -489,7 +526,7 @@ async def _record(
                 device.id,
                 i.seq,
                 batch.batch_id,
-                to_db(i.captured_at),
+                i.captured_db if i.captured_db is not None else to_db(i.captured_at),
                 i.duration_ms,
                 i.kind,
                 i.status,
@@ -527,12 +564,17 @@ async def _record(
         ctx.settings.detection.match_rate_drift,
     )
     grown = [p for p in existing if p.changed]
-    durations = {tid: t[3] for tid, t in tracks.items()}
     flags = await fraud.check(ctx, session, device, new, grown, existing, drift, durations)
     _touch(device, now, len(fresh), matched, windows)
     await session.flush()
+    return Recorded(known, assigned, {f.play_id: f.reason for f in flags}, now)
 
-    held = {f.play_id: f.reason for f in flags}
+
+def _answer(
+    ctx: NodeContext, batch: Batch, tracks: dict[int, TrackInfo], rec: Recorded
+) -> dict[str, Any]:
+    """The answer, item by item, built once the batch is committed."""
+    known, assigned, held = rec.known, rec.plays, rec.held
     prefix = ctx.urls.obj("plays", "")
     answers: list[dict[str, Any]] = []
     add = answers.append
@@ -558,7 +600,7 @@ async def _record(
     return {
         "batch_id": batch.batch_id,
         "device": batch.device,
-        "received_at": iso(now),
+        "received_at": iso(rec.received_at),
         "items": answers,
     }
 

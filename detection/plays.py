@@ -19,6 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,6 +65,7 @@ class Detection:
     captured_at: datetime
     duration_ms: int
     source: str  # venue | dj
+    captured_db: Any = None  # captured_at as the database stores it
     end: datetime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +87,7 @@ class VenuePlay:
     end: datetime
     changed: bool = False
     members: list[int] = field(default_factory=list)  # indexes of detections
+    start_db: Any = None  # start as the database stores it, when known
 
     @property
     def ms(self) -> int:
@@ -190,11 +193,13 @@ async def assign_plays(
                 d.source,
                 d.captured_at,
                 d.end,
+                start_db=d.captured_db,
             )
             same.append(play)
             new.append(play)
         elif d.captured_at < play.start or d.end > play.end:
-            play.start = min(play.start, d.captured_at)
+            if d.captured_at < play.start:
+                play.start, play.start_db = d.captured_at, d.captured_db
             play.end = max(play.end, d.end)
             play.changed = True
         play.members.append(d.index)
@@ -266,7 +271,7 @@ async def _write(
                     p.track_id,
                     p.track_uri,
                     p.artist_uri,
-                    to_db(p.start),
+                    p.start_db if p.start_db is not None else to_db(p.start),
                     p.ms,
                     p.source,
                     device_id,
