@@ -10,7 +10,10 @@ the run. The anchor is the same batches sent to a bare aiohttp handler that
 only reads each body (`bench._serve accept`): the transport's ceiling in
 the same run. Signing is the devices' cost, done before the timed phase.
 
-    python -m bench._detection_ingest [--quick]
+    python -m bench._detection_ingest [--quick] [--database-url URL]
+
+With `--database-url postgresql+psycopg://.../DB` the node runs on a fresh
+database created next to DB on that server (and dropped afterwards).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -121,14 +125,45 @@ def _matched(status: int, body: bytes) -> str:
     return "all matched" if all(i["status"] == "matched" for i in items) else "some not matched"
 
 
-async def measure_declared_ingest(quick: bool) -> dict[str, Any]:
+def _fresh_postgres(url: str) -> tuple[str, Callable[[], None]]:
+    """A new, empty database on the server of `url`, and how to drop it."""
+    import secrets
+
+    import psycopg
+
+    admin = url.replace("postgresql+psycopg://", "postgresql://")
+    name = f"nycmg_bench_ingest_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"{url.rpartition('/')[0]}/{name}", drop
+
+
+async def measure_declared_ingest(quick: bool, database_url: str | None = None) -> dict[str, Any]:
     """Declared plays/second through signed batches against a real node, with its anchor."""
     total = 20_000 if quick else 100_000
+    drop = None
+    if database_url:
+        database_url, drop = _fresh_postgres(database_url)
+    try:
+        figures = await _measure(total, database_url)
+    finally:
+        if drop is not None:
+            drop()
+    return {"database": "postgresql" if database_url else "sqlite", **figures}
+
+
+async def _measure(total: int, database_url: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nycmg-bench-ingest-") as tmp:
         from ._common import free_port
 
         port = free_port()
-        settings = await make_node(Path(tmp) / "node", port=port)
+        extra = {"database.url": database_url} if database_url else None
+        settings = await make_node(Path(tmp) / "node", port=port, extra=extra)
         creds = await _seed(settings)
         posts = _batches(settings, creds, total)
         log(f"ingest: {len(posts)} signed batches of {BATCH} declared plays prepared")
@@ -186,8 +221,14 @@ async def _count_plays(settings: Any) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 plays instead of 100,000")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server's database (postgresql+psycopg://...); default SQLite",
+    )
     args = parser.parse_args()
-    figures = asyncio.run(measure_declared_ingest(args.quick))
+    if args.database_url and not args.database_url.startswith("postgresql+psycopg://"):
+        parser.error("--database-url must start with postgresql+psycopg://")
+    figures = asyncio.run(measure_declared_ingest(args.quick, args.database_url))
     emit({"benchmark": "detection_ingest", "quick": args.quick, "machine": machine(), **figures})
 
 
