@@ -61,10 +61,17 @@ class GroupWriter:
         return await future
 
     async def _drain(self) -> None:
-        while self._queue:
-            group = self._take()
-            if group:
-                await self._write(group)
+        try:
+            while self._queue:
+                group = self._take()
+                if group:
+                    await self._write(group)
+        finally:
+            # Cancelled (the node is stopping): nobody is left to write what waits.
+            while self._queue:
+                job = self._queue.popleft()
+                if not job.future.done():
+                    job.future.cancel()
 
     def _take(self) -> list[_Job]:
         group: list[_Job] = []

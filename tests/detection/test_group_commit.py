@@ -104,3 +104,28 @@ async def test_devices_uploading_at_once_each_get_their_own_answer(node):
     assert [i["play"] for i in repeated] == [i["play"] for i in recorded]
     async with node.ctx.db.read_session() as s:
         assert await s.scalar(select(func.count()).select_from(Play)) == 80
+
+
+async def test_stopping_the_node_mid_write_cancels_what_waits_and_commits_nothing(node):
+    async with node.ctx.db.transaction() as s:
+        await s.execute(text("CREATE TABLE gc_probe (key VARCHAR(20) PRIMARY KEY)"))
+    writer = GroupWriter(node.ctx.db)
+    started = asyncio.Event()
+
+    async def stuck(session):
+        await session.execute(text("INSERT INTO gc_probe (key) VALUES ('stuck')"))
+        started.set()
+        await asyncio.Event().wait()  # never finishes on its own
+
+    async def queued(session):
+        await session.execute(text("INSERT INTO gc_probe (key) VALUES ('queued')"))
+
+    first = asyncio.create_task(writer.run(stuck))
+    await started.wait()
+    second = asyncio.create_task(writer.run(queued))
+    await asyncio.sleep(0.05)
+    writer._task.cancel()  # what the event loop does to its tasks when the node stops
+    results = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
+
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert await _labels(node) == []
