@@ -12,10 +12,12 @@ fingerprint | declared}]}` where `declared` is `{"track": URI}` or
 device sent before: nothing changes, the first answer's track and play are
 repeated) or `rejected` (with why, e.g. captured too long ago).
 
-Two phases keep the single SQLite writer free: fingerprints are decoded and
-matched on a read session first; then one short write transaction records
-items, joins plays (detection.plays), applies the fraud rules and updates
-the device.
+The single SQLite writer is kept for what needs it: fingerprints are decoded
+and matched, and declared tracks looked up, on a read session first; then a
+short write records items, joins plays (detection.plays), applies the fraud
+rules and updates the device, in one transaction with the other batches
+waiting for the writer (detection.group_commit); the answer is built after
+the commit.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.appkeys import FEDERATION, Federation
@@ -332,31 +336,46 @@ async def ingest(
             if missed:
                 await peers.ask(ctx, fed, missed)
     listener = await _node_listener(ctx)
-    # What needs no write lock is done first, on a read session: declared
-    # tracks resolved, plays' candidates built, times turned into what the
-    # database stores. The writer is the one thing batches queue for.
-    live = [i for i in batch.items if i.status != "rejected"]
-    async with ctx.db.read_session() as s:
-        tracks = await _tracks(s, live) if live else {}
-    detections = _detections(live, tracks, db_time(ctx.db.dialect))
-    durations = {tid: t[3] for tid, t in tracks.items()}
     writer = ctx.extras.get("detection.writer")
     if writer is None:
         writer = ctx.extras["detection.writer"] = GroupWriter(ctx.db)
-    # With other devices' batches that wait for the writer, in one transaction
-    # (detection.group_commit). A batch that races itself (two uploads at once
-    # on PostgreSQL) fails its insert once; the retry finds the first one's
-    # rows and answers duplicate.
-    recorded = await writer.run(
-        lambda session: _record(ctx, session, device_id, batch, listener, detections, durations),
-        len(batch.items),
-    )
-    return _answer(ctx, batch, tracks, recorded)
+    live = [i for i in batch.items if i.status != "rejected"]
+    for attempt in range(2):
+        # What needs no write lock is done first, on a read session: declared
+        # tracks resolved, plays' candidates built, times turned into what the
+        # database stores. The writer is the one thing batches queue for.
+        async with ctx.db.read_session() as s:
+            tracks = await _tracks(s, live) if live else {}
+        detections = _detections(live, tracks, db_time(ctx.db.dialect))
+        durations = {tid: t[3] for tid, t in tracks.items()}
+        try:
+            # With other devices' batches that wait for the writer, in one
+            # transaction (detection.group_commit). A batch that races itself
+            # (two uploads at once on PostgreSQL) fails its insert once; the
+            # writer's retry finds the first one's rows and answers duplicate.
+            write = partial(
+                _record,
+                ctx,
+                device_id=device_id,
+                batch=batch,
+                listener=listener,
+                detections=detections,
+                durations=durations,
+            )
+            recorded = await writer.run(write, len(batch.items))
+        except IntegrityError:
+            # A track the batch named was deleted between the lookup and the
+            # write: look the tracks up again.
+            if attempt:
+                raise
+            continue
+        return _answer(ctx, batch, tracks, recorded)
+    raise AssertionError("unreachable")
 
 
 async def _match_windows(ctx: NodeContext, fps: list[Item]) -> None:
     """Match captured windows against the index (CPU work, off the event loop, in one go).
-    Declared tracks are resolved later, with one query inside the write (`_tracks`)."""
+    Declared tracks are resolved later, with a query or two for the batch (`_tracks`)."""
     if not fps:
         return
     from .index import snapshot

@@ -129,3 +129,39 @@ async def test_stopping_the_node_mid_write_cancels_what_waits_and_commits_nothin
 
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     assert await _labels(node) == []
+
+
+async def test_a_track_deleted_while_its_batch_waits_for_the_writer_is_answered_unmatched(
+    node, monkeypatch
+):
+    import detection.batches as batches
+    from node.models import Track
+
+    a, b = await _isrc_tracks(node)
+    client, _ = await device_for(node)
+    lookup = batches._tracks
+    calls = []
+
+    async def lookup_then_delete(session, items):
+        found = await lookup(session, items)
+        if not calls:  # the artist deletes track b right after the first lookup
+            async with node.ctx.db.transaction() as s:
+                await s.delete(await s.scalar(select(Track).where(Track.uri == b)))
+        calls.append(len(found))
+        return found
+
+    monkeypatch.setattr(batches, "_tracks", lookup_then_delete)
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+
+    r = await send(
+        node,
+        client,
+        "late-delete",
+        [declared(1, t0, 180_000, a), declared(2, t0 + timedelta(minutes=3), 180_000, b)],
+    )
+
+    assert r.status == 200, await r.text()
+    assert [i["status"] for i in (await r.json())["items"]] == ["matched", "unmatched"]
+    assert calls == [2, 1]  # looked up again after the write found b gone
+    async with node.ctx.db.read_session() as s:
+        assert list((await s.scalars(select(Play.track_uri))).all()) == [a]
