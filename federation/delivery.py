@@ -113,6 +113,7 @@ class HostHealth:
         self.delay = delay
         self._pending: dict[str, tuple[datetime, int]] = {}  # host -> (last success, count)
         self._flushing: asyncio.Task | None = None
+        self._sleeping = False  # the flush task is still waiting out `delay`
 
     async def success(self, host: str, *, streak_over: bool) -> None:
         host = host.lower()
@@ -171,12 +172,21 @@ class HostHealth:
 
     async def close(self) -> None:
         if self._flushing is not None:
-            self._flushing.cancel()
+            if self._sleeping:
+                self._flushing.cancel()
+            # A flush already writing is let finish: cancelled inside its
+            # transaction, it could leave the connection holding SQLite's
+            # write lock, and the final flush below waited 30 s for it and
+            # failed "database is locked" (an intermittent test teardown error).
             await asyncio.gather(self._flushing, return_exceptions=True)
         await self.flush()
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(self.delay)
+        self._sleeping = True
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self._sleeping = False
         try:
             await self.flush()
         except Exception:  # noqa: BLE001 - statistics: log, never fail a delivery
