@@ -16,6 +16,13 @@ from node.models import Play
 from .test_batches import _isrc_tracks, device_for, send
 
 
+async def _probe_writer(node) -> GroupWriter:
+    """A group writer for the node's database, and a table for the tests' writes."""
+    async with node.ctx.db.transaction() as s:
+        await s.execute(text("CREATE TABLE gc_probe (key VARCHAR(20) PRIMARY KEY)"))
+    return GroupWriter(node.ctx.db)
+
+
 async def _labels(node) -> list[str]:
     async with node.ctx.db.read_session() as s:
         rows = await s.execute(text("SELECT key FROM gc_probe ORDER BY key"))
@@ -23,9 +30,7 @@ async def _labels(node) -> list[str]:
 
 
 async def test_a_failing_write_rolls_back_alone_and_its_caller_gets_the_error(node):
-    async with node.ctx.db.transaction() as s:
-        await s.execute(text("CREATE TABLE gc_probe (key VARCHAR(20) PRIMARY KEY)"))
-    writer = GroupWriter(node.ctx.db)
+    writer = await _probe_writer(node)
 
     def insert(key: str, fail: bool = False):
         async def write(session):
@@ -49,9 +54,7 @@ async def test_a_failing_write_rolls_back_alone_and_its_caller_gets_the_error(no
 
 
 async def test_a_caller_that_gives_up_while_queued_is_not_written(node):
-    async with node.ctx.db.transaction() as s:
-        await s.execute(text("CREATE TABLE gc_probe (key VARCHAR(20) PRIMARY KEY)"))
-    writer = GroupWriter(node.ctx.db)
+    writer = await _probe_writer(node)
     release = asyncio.Event()
 
     async def slow(session):
@@ -107,9 +110,7 @@ async def test_devices_uploading_at_once_each_get_their_own_answer(node):
 
 
 async def test_stopping_the_node_mid_write_cancels_what_waits_and_commits_nothing(node):
-    async with node.ctx.db.transaction() as s:
-        await s.execute(text("CREATE TABLE gc_probe (key VARCHAR(20) PRIMARY KEY)"))
-    writer = GroupWriter(node.ctx.db)
+    writer = await _probe_writer(node)
     started = asyncio.Event()
 
     async def stuck(session):
