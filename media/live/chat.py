@@ -185,12 +185,6 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     if room.ticker is None or room.ticker.done():
         room.ticker = loop.create_task(_tick(request.app, room))
-    if "@" in key:
-        from .chat_bridge import origin_chat_url, run_bridge
-
-        room.origin = await origin_chat_url(request.app, key)
-        if room.origin and (room.bridge is None or room.bridge.done()):
-            room.bridge = loop.create_task(run_bridge(request.app, room, room.origin))
     banned = account is not None and await _ban_of(request, artist.id, account.id)
     await ws.send_json(
         {
@@ -205,6 +199,13 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             },
         }
     )
+    if "@" in key:
+        # Only after `hello`: the bridge's first frame (`reset`) must not overtake it.
+        from .chat_bridge import origin_chat_url, run_bridge
+
+        room.origin = await origin_chat_url(request.app, key)
+        if room.origin and (room.bridge is None or room.bridge.done()):
+            room.bridge = loop.create_task(run_bridge(request.app, room, room.origin))
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
