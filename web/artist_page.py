@@ -71,6 +71,7 @@ class ArtistView:
     genres: list[str]
     links: list[str]
     location: str | None
+    origin_url: str | None = None  # a remote artist's own page, on their node
 
     @property
     def acct(self) -> str:
@@ -136,6 +137,8 @@ _ARTISTS = (
         Actor.summary,
         Actor.avatar_url,
         Actor.local,
+        Actor.url,
+        Actor.uri,
         ArtistProfile.borough,
         ArtistProfile.genres,
         ArtistProfile.links,
@@ -350,6 +353,7 @@ async def load_many(
                 genres=[g for g in (row.genres or []) if isinstance(g, str)],
                 links=[link for link in (row.links or []) if isinstance(link, str)],
                 location=row.location,
+                origin_url=None if row.local else (row.url or row.uri),
             )
     if not artists:
         return {}

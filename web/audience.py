@@ -54,7 +54,6 @@ class Audience:
 
     followers: list[tuple[str, int]]  # (domain, count), most first
     plays: list[tuple[str, int]]
-    origin_url: str | None  # a remote artist's own page, on their node
 
     @property
     def followers_total(self) -> int:
@@ -84,9 +83,7 @@ async def count_many(session: AsyncSession, artist_ids: list[int]) -> dict[int, 
     by node (the same figures as `node.services.social.follower_counts` and
     `play_counts`, for several artists at once)."""
     actors = (
-        await session.execute(
-            select(Actor.id, Actor.uri, Actor.url, Actor.local).where(Actor.id.in_(artist_ids))
-        )
+        await session.execute(select(Actor.id, Actor.uri).where(Actor.id.in_(artist_ids)))
     ).all()
     if not actors:
         return {}
@@ -110,12 +107,7 @@ async def count_many(session: AsyncSession, artist_ids: list[int]) -> dict[int, 
         domain = listener_uri.split("/")[2] if "://" in listener_uri else listener_uri
         counts = plays[by_uri[artist_uri]]
         counts[domain] = counts.get(domain, 0) + n
-    return {
-        a.id: Audience(
-            by_node(followers[a.id]), by_node(plays[a.id]), None if a.local else (a.url or a.uri)
-        )
-        for a in actors
-    }
+    return {a.id: Audience(by_node(followers[a.id]), by_node(plays[a.id])) for a in actors}
 
 
 class AudienceCounts:

@@ -102,6 +102,13 @@ class PageCache:
 
 
 PAGE_CACHE: web.AppKey[PageCache] = web.AppKey("web_page_cache", PageCache)
+_INCOMPLETE = "web_cache_incomplete"
+
+
+def do_not_cache(request: web.Request) -> None:
+    """This page is missing something that will be ready soon (say, figures still being
+    counted): serve it, but do not keep it for the next visitors."""
+    request[_INCOMPLETE] = True
 
 
 def cached_for_anonymous(handler: Handler) -> Handler:
@@ -126,6 +133,7 @@ def cached_for_anonymous(handler: Handler) -> Handler:
             isinstance(response, web.Response)
             and response.status == 200
             and "Set-Cookie" not in response.headers
+            and not request.get(_INCOMPLETE)
         ):
             cache.put(request.path, response)
         return response

@@ -20,6 +20,7 @@ from node.appkeys import ACCOUNT, CTX
 from node.models import Account, Follow
 
 from .audience import AUDIENCE
+from .cache import do_not_cache
 
 FOLLOWING_SHOWN = 200
 REQUESTS_SHOWN = 100
@@ -78,6 +79,8 @@ async def artist_context(request: web.Request, artist_id: int) -> dict[str, Any]
     shows "Sign in to follow".
     """
     audience = await request.config_dict[AUDIENCE].get(artist_id)
+    if audience is None:
+        do_not_cache(request)  # the figures are still being counted
     account = request.get(ACCOUNT)
     follow = None
     if account is not None and account.actor_id != artist_id:

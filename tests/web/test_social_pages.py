@@ -165,6 +165,31 @@ async def test_the_anonymous_artist_page_has_no_follow_form_and_stays_cached(nod
     assert "Sign in to follow" in await get(node.client, "/@jay")
 
 
+async def test_figures_still_being_counted_do_not_hold_up_the_page_or_stay_in_the_cache(node, seed):
+    from web.audience import AUDIENCE
+    from web.cache import PAGE_CACHE
+
+    await seed.scene(node)
+    node.app[AUDIENCE].wait = 0.0  # as when the count takes longer than a visitor waits
+    first = await get(node.client, "/@jay")
+    assert "Jay Fulton" in first and "Still counting followers and plays" in first
+    assert "Followers by node" not in first
+    assert len(node.app[PAGE_CACHE]) == 0  # the page without figures is not kept
+
+    async def counted() -> str | None:
+        page = await get(node.client, "/@jay")
+        return page if "Followers by node" in page else None
+
+    again = None
+    for _ in range(100):
+        again = await counted()
+        if again:
+            break
+        await asyncio.sleep(0.05)
+    assert again and "Plays by node" in again and "Still counting" not in again
+    assert len(node.app[PAGE_CACHE]) == 1
+
+
 async def test_an_artist_who_approves_followers_accepts_a_request_from_the_account_page(node, seed):
     await seed.scene(node)
     await seed.api(
