@@ -102,7 +102,7 @@ class PageCache:
 
 
 PAGE_CACHE: web.AppKey[PageCache] = web.AppKey("web_page_cache", PageCache)
-_INCOMPLETE = "web_cache_incomplete"
+_INCOMPLETE: web.RequestKey[bool] = web.RequestKey("web_cache_incomplete", bool)
 
 
 def do_not_cache(request: web.Request) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from detection import synth
 from detection.client import DeviceClient, declared, window
-from detection.device_models import DetectionItem
+from detection.device_models import DetectionBatch, DetectionItem
 from detection.fingerprint import SAMPLE_RATE, encode, fingerprint
 from node.models import Play, Track
 
@@ -148,6 +148,14 @@ async def test_the_same_batch_again_changes_nothing_and_says_duplicate(node):
     assert len(await _plays(node)) == 2
     async with node.ctx.db.read_session() as s:
         assert await s.scalar(select(func.count()).select_from(DetectionItem)) == 2
+        receipts = (await s.execute(select(DetectionBatch.batch_id, DetectionBatch.items))).all()
+    assert sorted(receipts) == [("other-name", 1), ("same", 2)]  # the first receipt kept
+
+    # The venue manager's list counts each item once and shows when it was last heard from.
+    r = await node.client.get("/api/v1/devices", headers=node.auth("mo"))
+    (listed,) = await r.json()
+    assert (listed["items"], listed["matched"]) == (2, 2)
+    assert listed["last_seen_at"] == renamed["received_at"]
 
 
 async def test_batches_out_of_order_still_make_one_play(node, catalog, songs):
