@@ -360,10 +360,13 @@ async def receive_settlement_answer(
     ctx: NodeContext, session: AsyncSession, inb: Inbound
 ) -> str | None:
     uri = id_of(inb.activity.get("object"))
+    # Locked: members answer at the same time, and each answer is added to the
+    # others (on PostgreSQL two unlocked answers each kept only their own, and
+    # the settlement waited forever for the one that was lost).
     row = await session.scalar(
-        select(ClearingSettlement).where(
-            ClearingSettlement.uri == uri, ClearingSettlement.role == "house"
-        )
+        select(ClearingSettlement)
+        .where(ClearingSettlement.uri == uri, ClearingSettlement.role == "house")
+        .with_for_update()
     )
     if row is None:
         return "an answer to a settlement we did not make"
@@ -452,8 +455,13 @@ async def _transfer(session: AsyncSession, uri: str) -> ClearingTransfer:
 
 
 async def _settlement_of(session: AsyncSession, t: ClearingTransfer) -> ClearingSettlement:
+    """The transfer's settlement, locked: transfers confirmed at the same time are
+    counted one after the other, so the last of them sees every other one and
+    settles the period (unlocked, on PostgreSQL, each could miss the other)."""
     return await session.scalar(
-        select(ClearingSettlement).where(ClearingSettlement.uri == t.settlement_uri)
+        select(ClearingSettlement)
+        .where(ClearingSettlement.uri == t.settlement_uri)
+        .with_for_update()
     )
 
 
