@@ -387,10 +387,11 @@ async def receive_settlement_update(
 ) -> str | None:
     obj = inb.activity.get("object")
     uri = id_of(obj)
+    # Locked: "accepted" and "settled" can be delivered at the same time.
     row = await session.scalar(
-        select(ClearingSettlement).where(
-            ClearingSettlement.uri == uri, ClearingSettlement.role == "member"
-        )
+        select(ClearingSettlement)
+        .where(ClearingSettlement.uri == uri, ClearingSettlement.role == "member")
+        .with_for_update()
     )
     if row is None:
         return await not_yet(session, inb.activity, f"no settlement {uri} here (yet)", 600)
