@@ -47,7 +47,7 @@ from node.validation import ISRC_RE, iso, parse_datetime
 from node.web_helpers import read_at_most
 
 from . import fraud, peers
-from .bulk import db_time, insert_many
+from .bulk import db_time, fetch_all, insert_many
 from .device_models import DetectionBatch, DetectionItem, Device
 from .group_commit import GroupWriter
 from .plays import Detection, VenuePlay, assign_plays
@@ -59,6 +59,7 @@ MAX_FINGERPRINT_CHARS = 200_000
 FUTURE_SLACK = timedelta(minutes=2)
 ITEM_KEYS = frozenset(("seq", "captured_at", "duration_ms", "fingerprint", "declared"))
 DECLARED_KEYS = frozenset(("track", "isrc"))
+BATCH_COLUMNS = ("device_id", "batch_id", "sent_at", "received_at", "items", "matched")
 ITEM_COLUMNS = (
     "device_id",
     "seq",
@@ -558,23 +559,29 @@ async def _record(
             for i in fresh
         ],
     )
-    batch_known = await session.scalar(
-        select(DetectionBatch.id).where(
-            DetectionBatch.device_id == device.id, DetectionBatch.batch_id == batch.batch_id
-        )
+    mark = "?" if ctx.db.is_sqlite else "%s"
+    batch_known = await fetch_all(
+        session,
+        f"SELECT id FROM detection_batches WHERE device_id = {mark} AND batch_id = {mark}",
+        (device.id, batch.batch_id),
     )
     matched = len(detections)
     windows = [i for i in fresh if i.kind == "fingerprint" and i.status != "rejected"]
-    if batch_known is None:
-        session.add(
-            DetectionBatch(
-                device_id=device.id,
-                batch_id=batch.batch_id,
-                sent_at=batch.sent_at,
-                received_at=now,
-                items=len(batch.items),
-                matched=matched,
-            )
+    if not batch_known:
+        await insert_many(
+            session,
+            DetectionBatch.__table__,
+            BATCH_COLUMNS,
+            [
+                (
+                    device.id,
+                    batch.batch_id,
+                    to_db(batch.sent_at) if batch.sent_at else None,
+                    to_db(now),
+                    len(batch.items),
+                    matched,
+                )
+            ],
         )
     drift = fraud.drift_flag_reason(
         device.history,
@@ -657,13 +664,13 @@ async def _seen_seqs(session: AsyncSession, device_id: int, seqs: list[int]) -> 
     if not seqs:
         return set()
     wanted = set(seqs)
-    rows = await session.execute(
-        select(DetectionItem.seq).where(
-            DetectionItem.device_id == device_id,
-            DetectionItem.seq.between(min(seqs), max(seqs)),
-        )
+    mark = "?" if (await session.connection()).dialect.name == "sqlite" else "%s"
+    rows = await fetch_all(
+        session,
+        f"SELECT seq FROM detection_items WHERE device_id = {mark} AND seq BETWEEN {mark} AND {mark}",
+        (device_id, min(seqs), max(seqs)),
     )
-    return {seq for (seq,) in rows.all() if seq in wanted}
+    return {seq for (seq,) in rows if seq in wanted}
 
 
 def _touch(device: Device, now: datetime, items: int, matched: int, windows: list[Item]) -> None:

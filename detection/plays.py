@@ -27,8 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.context import NodeContext
 from node.models import Play, utcnow
 
-from .bulk import db_time, insert_many
-from .device_models import DetectionItem
+from .bulk import db_time, execute_many, fetch_all, from_db, insert_many
 
 PLAY_COLUMNS = (
     "uuid",
@@ -124,51 +123,37 @@ async def assign_plays(
     # device, but every venue play has an item captured exactly at its start
     # (a play starts at its earliest member), so the items' (device,
     # captured_at) index finds them without scanning every play.
-    in_window = (
-        select(DetectionItem.play_id)
-        .where(
-            DetectionItem.device_id == device_id,
-            DetectionItem.captured_at >= lo,
-            DetectionItem.captured_at <= hi,
-            DetectionItem.play_id.is_not(None),
-        )
-        .scalar_subquery()
-    )
-    rows = await session.execute(
-        select(
-            Play.id,
-            Play.uuid,
-            Play.track_id,
-            Play.track_uri,
-            Play.artist_uri,
-            Play.source,
-            Play.started_at,
-            Play.ms_listened,
-        ).where(
-            Play.id.in_(in_window),
-            Play.device_id == device_id,
-            Play.started_at >= lo,
-            Play.started_at <= hi,
-        )
+    conn = await session.connection()
+    to_db = db_time(conn.dialect.name)
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    rows = await fetch_all(
+        session,
+        "SELECT id, uuid, track_id, track_uri, artist_uri, source, started_at, ms_listened"
+        " FROM plays WHERE id IN (SELECT play_id FROM detection_items"
+        f" WHERE device_id = {mark} AND captured_at >= {mark} AND captured_at <= {mark}"
+        f" AND play_id IS NOT NULL) AND device_id = {mark}"
+        f" AND started_at >= {mark} AND started_at <= {mark}",
+        (device_id, to_db(lo), to_db(hi), device_id, to_db(lo), to_db(hi)),
     )
     # Open plays by track, so joining is a short scan of the track's plays.
     by_track: dict[int, list[VenuePlay]] = {}
     existing: list[VenuePlay] = []
-    for r in rows.all():
+    for play_id, uuid, track_id, track_uri, artist_uri, source, started, ms in rows:
+        start = from_db(started)
         existing.append(
             VenuePlay(
-                id=r.id,
-                uuid=r.uuid,
-                track_id=r.track_id,
-                track_uri=r.track_uri,
-                artist_uri=r.artist_uri,
+                id=play_id,
+                uuid=uuid,
+                track_id=track_id,
+                track_uri=track_uri,
+                artist_uri=artist_uri,
                 track_local=True,
-                source=r.source,
-                start=r.started_at,
-                end=r.started_at + timedelta(milliseconds=r.ms_listened),
+                source=source,
+                start=start,
+                end=start + timedelta(milliseconds=ms),
             )
         )
-        by_track.setdefault(r.track_id, []).append(existing[-1])
+        by_track.setdefault(track_id, []).append(existing[-1])
     assigned: dict[int, VenuePlay] = {}
     new: list[VenuePlay] = []
     uuids = iter(new_uuids(len(detections)))
@@ -252,7 +237,7 @@ async def _write(
         # here, exactly as SQLite would (max + 1 onwards), and need no read
         # back; on PostgreSQL the sequence gives them and they are read back.
         if sqlite:
-            top = (await conn.exec_driver_sql("SELECT max(id) FROM plays")).scalar() or 0
+            top = (await fetch_all(session, "SELECT max(id) FROM plays"))[0][0] or 0
             for k, p in enumerate(new, start=top + 1):
                 p.id = k
         uri = ctx.urls.obj("plays", "")
@@ -294,7 +279,8 @@ async def _write(
     grown = [p for p in existing if p.changed]
     if grown:
         mark = "?" if sqlite else "%s"
-        await conn.exec_driver_sql(
+        await execute_many(
+            session,
             f"UPDATE plays SET started_at = {mark}, ms_listened = {mark} WHERE id = {mark}",
             [(to_db(p.start), p.ms, p.id) for p in grown],
         )
