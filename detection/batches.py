@@ -47,7 +47,7 @@ from node.validation import ISRC_RE, iso, parse_datetime
 from node.web_helpers import read_at_most
 
 from . import fraud, peers
-from .bulk import db_time, fetch_all, insert_many
+from .bulk import db_time, execute_many, fetch_all, insert_many
 from .device_models import DetectionBatch, DetectionItem, Device
 from .group_commit import GroupWriter
 from .plays import Detection, VenuePlay, assign_plays
@@ -521,8 +521,7 @@ async def _record(
     object per item or play (the ingest target is tens of thousands a second).
     It runs holding the database's writer, so it does only what must see
     the device's stored items and plays; the caller prepared the rest."""
-    device = await session.get(Device, device_id, with_for_update=not ctx.db.is_sqlite)
-    assert device is not None
+    device = await _device_for_write(ctx, session, device_id)
     now = utcnow()
     known = await _known_items(session, device_id, [i.seq for i in batch.items])
     fresh = [i for i in batch.items if i.seq not in known] if known else batch.items
@@ -590,9 +589,9 @@ async def _record(
         ctx.settings.detection.match_rate_drift,
     )
     grown = [p for p in existing if p.changed]
-    flags = await fraud.check(ctx, session, device, new, grown, existing, drift, durations)
-    _touch(device, now, len(fresh), matched, windows)
-    await session.flush()
+    flags = await fraud.check(ctx, session, device.id, new, grown, existing, drift, durations)
+    await _touch(ctx, session, device, now, len(fresh), matched, windows)
+    await session.flush()  # what the fraud rules changed, before the next batch reads
     return Recorded(known, assigned, {f.play_id: f.reason for f in flags}, now)
 
 
@@ -673,21 +672,60 @@ async def _seen_seqs(session: AsyncSession, device_id: int, seqs: list[int]) -> 
     return {seq for (seq,) in rows if seq in wanted}
 
 
-def _touch(device: Device, now: datetime, items: int, matched: int, windows: list[Item]) -> None:
+@dataclass(slots=True)
+class _DeviceRow:
+    id: int
+    venue_id: int
+    history: list[dict[str, Any]]
+
+
+async def _device_for_write(ctx: NodeContext, session: AsyncSession, device_id: int) -> _DeviceRow:
+    """What the write needs of the device, read in one round trip (locked on
+    PostgreSQL, where batches of one device may be written at once)."""
+    mark = "?" if ctx.db.is_sqlite else "%s"
+    lock = "" if ctx.db.is_sqlite else " FOR UPDATE"
+    rows = await fetch_all(
+        session,
+        f"SELECT id, venue_id, history FROM detection_devices WHERE id = {mark}{lock}",
+        (device_id,),
+    )
+    if not rows:
+        raise DeviceRefused("this device was deleted")
+    device_id, venue_id, history = rows[0]
+    if isinstance(history, str | bytes):
+        history = json.loads(history)
+    return _DeviceRow(device_id, venue_id, list(history or []))
+
+
+async def _touch(
+    ctx: NodeContext,
+    session: AsyncSession,
+    device: _DeviceRow,
+    now: datetime,
+    items: int,
+    matched: int,
+    windows: list[Item],
+) -> None:
     """Last seen, counters, and today's line of the match-rate history (30 days
-    kept). The history counts captured windows only: declared tracks always match."""
-    device.last_seen_at = now
-    device.items_total += items
-    device.items_matched += matched
-    if not windows:
-        return
-    items = len(windows)
-    matched = sum(1 for i in windows if i.status == "matched")
-    day = now.astimezone(UTC).date().isoformat()
-    history = [dict(h) for h in device.history or []]
-    if history and history[-1].get("day") == day:
-        history[-1]["items"] += items
-        history[-1]["matched"] += matched
-    else:
-        history.append({"day": day, "items": items, "matched": matched})
-    device.history = history[-30:]
+    kept). The history counts captured windows only: declared tracks always
+    match. Counters are added in SQL, so they hold whatever else this
+    transaction changed on the device."""
+    history = device.history
+    if windows:
+        items_w = len(windows)
+        matched_w = sum(1 for i in windows if i.status == "matched")
+        day = now.astimezone(UTC).date().isoformat()
+        history = [dict(h) for h in history]
+        if history and history[-1].get("day") == day:
+            history[-1]["items"] += items_w
+            history[-1]["matched"] += matched_w
+        else:
+            history.append({"day": day, "items": items_w, "matched": matched_w})
+        history = history[-30:]
+    mark, as_json = ("?", "?") if ctx.db.is_sqlite else ("%s", "%s::json")
+    await execute_many(
+        session,
+        f"UPDATE detection_devices SET last_seen_at = {mark}, items_total = items_total + {mark},"
+        f" items_matched = items_matched + {mark}, history = {as_json} WHERE id = {mark}",
+        [(db_time(ctx.db.dialect)(now), items, matched, json.dumps(history), device.id)],
+    )

@@ -162,7 +162,7 @@ def drift_flag_reason(history: list[dict], items: int, matched: int, drift: floa
 async def check(
     ctx: NodeContext,
     session: AsyncSession,
-    device: Device,
+    device_id: int,
     new: list[VenuePlay],
     grown: list[VenuePlay],
     existing: list[VenuePlay],
@@ -189,6 +189,9 @@ async def check(
     if drift_reason:
         flags += [Flag(p.id, "match-rate", drift_reason) for p in new]
     if flags:
+        # The batch's write touched the device in SQL: read it afresh.
+        device = await session.get(Device, device_id, populate_existing=True)
+        assert device is not None
         await hold(ctx, session, device, flags)
     return flags
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from detection import synth
 from detection.client import DeviceClient, declared, window
-from detection.device_models import DetectionBatch, DetectionItem
+from detection.device_models import DetectionBatch, DetectionItem, Device
 from detection.fingerprint import SAMPLE_RATE, encode, fingerprint
 from node.models import Play, Track
 
@@ -130,6 +130,16 @@ async def test_consecutive_windows_of_a_song_heard_through_a_crowd_are_one_venue
     assert play.track_id == ids[4] and play.source == "venue"
     assert play.ms_listened == 20_000  # three 10 s windows, 5 s apart
     assert play.started_at == t0.replace(microsecond=(t0.microsecond // 1000) * 1000)
+
+    # The device's match rate today, which the fraud rules compare batches with,
+    # counts every captured window; a later batch adds to the same day.
+    later = window(104, t0 + timedelta(seconds=70), 10_000, encode(fingerprint(stranger[:80_000])))
+    await send(node, client, "room-2", [later])
+    today = datetime.now(UTC).date().isoformat()
+    async with node.ctx.db.read_session() as s:
+        device = (await s.scalars(select(Device))).one()
+    assert device.history == [{"day": today, "items": 5, "matched": 3}]
+    assert (device.items_total, device.items_matched) == (5, 3)
 
 
 async def test_the_same_batch_again_changes_nothing_and_says_duplicate(node):
