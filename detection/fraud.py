@@ -189,7 +189,8 @@ async def check(
     if drift_reason:
         flags += [Flag(p.id, "match-rate", drift_reason) for p in new]
     if flags:
-        # The batch's write touched the device in SQL: read it afresh.
+        # Batches written before this one in the same transaction changed the
+        # device in SQL (detection.batches._touch): read it afresh.
         device = await session.get(Device, device_id, populate_existing=True)
         assert device is not None
         await hold(ctx, session, device, flags)
