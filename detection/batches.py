@@ -558,10 +558,9 @@ async def _record(
             for i in fresh
         ],
     )
-    mark = "?" if ctx.db.is_sqlite else "%s"
     batch_known = await fetch_all(
         session,
-        f"SELECT id FROM detection_batches WHERE device_id = {mark} AND batch_id = {mark}",
+        "SELECT id FROM detection_batches WHERE device_id = ? AND batch_id = ?",
         (device.id, batch.batch_id),
     )
     matched = len(detections)
@@ -663,10 +662,9 @@ async def _seen_seqs(session: AsyncSession, device_id: int, seqs: list[int]) -> 
     if not seqs:
         return set()
     wanted = set(seqs)
-    mark = "?" if (await session.connection()).dialect.name == "sqlite" else "%s"
     rows = await fetch_all(
         session,
-        f"SELECT seq FROM detection_items WHERE device_id = {mark} AND seq BETWEEN {mark} AND {mark}",
+        "SELECT seq FROM detection_items WHERE device_id = ? AND seq BETWEEN ? AND ?",
         (device_id, min(seqs), max(seqs)),
     )
     return {seq for (seq,) in rows if seq in wanted}
@@ -682,11 +680,10 @@ class _DeviceRow:
 async def _device_for_write(ctx: NodeContext, session: AsyncSession, device_id: int) -> _DeviceRow:
     """What the write needs of the device, read in one round trip (locked on
     PostgreSQL, where batches of one device may be written at once)."""
-    mark = "?" if ctx.db.is_sqlite else "%s"
     lock = "" if ctx.db.is_sqlite else " FOR UPDATE"
     rows = await fetch_all(
         session,
-        f"SELECT id, venue_id, history FROM detection_devices WHERE id = {mark}{lock}",
+        f"SELECT id, venue_id, history FROM detection_devices WHERE id = ?{lock}",
         (device_id,),
     )
     if not rows:
@@ -722,10 +719,9 @@ async def _touch(
         else:
             history.append({"day": day, "items": items_w, "matched": matched_w})
         history = history[-30:]
-    mark, as_json = ("?", "?") if ctx.db.is_sqlite else ("%s", "%s::json")
     await execute_many(
         session,
-        f"UPDATE detection_devices SET last_seen_at = {mark}, items_total = items_total + {mark},"
-        f" items_matched = items_matched + {mark}, history = {as_json} WHERE id = {mark}",
+        "UPDATE detection_devices SET last_seen_at = ?, items_total = items_total + ?,"
+        " items_matched = items_matched + ?, history = ? WHERE id = ?",
         [(db_time(ctx.db.dialect)(now), items, matched, json.dumps(history), device.id)],
     )

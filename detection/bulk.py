@@ -64,10 +64,8 @@ async def insert_many(
         return
     conn = await session.connection()
     sqlite = conn.dialect.name == "sqlite"
-    mark = "?" if sqlite else "%s"
     sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     )
     times = [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)] if sqlite else []
     if times:
@@ -87,7 +85,9 @@ async def insert_many(
 # execute, fetch, close). Each costs about 0.3 ms of thread wake-up and event
 # loop turn while the writer is held: measured on `bench._detection_ingest`,
 # 37 round trips per batch were a fifth of the writer's time. The hot
-# statements below make one, on the same connection and transaction.
+# statements below make one, on the same connection and transaction. Their
+# SQL is written once, with `?` marks, which become psycopg's `%s` on
+# PostgreSQL (none of it has a literal `?`).
 
 
 async def _aiosqlite(session: AsyncSession) -> Any | None:
@@ -103,10 +103,11 @@ def _wrapped(sql: str, e: Exception) -> Exception:
 
 
 async def execute_many(session: AsyncSession, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """`sql` (with the dialect's parameter marks) once per row, in one driver call."""
+    """`sql` (with `?` marks) once per row, in one driver call."""
     aio = await _aiosqlite(session)
     if aio is None:
-        await (await session.connection()).exec_driver_sql(sql, list(rows))
+        conn = await session.connection()
+        await conn.exec_driver_sql(sql.replace("?", "%s"), list(rows))
         return
     try:
         await aio.executemany(sql, rows)
@@ -117,10 +118,11 @@ async def execute_many(session: AsyncSession, sql: str, rows: Sequence[Sequence[
 async def fetch_all(
     session: AsyncSession, sql: str, params: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
-    """The rows of one query written for the dialect, with no type conversion."""
+    """The rows of one query (with `?` marks), with no type conversion."""
     aio = await _aiosqlite(session)
     if aio is None:
-        result = await (await session.connection()).exec_driver_sql(sql, tuple(params))
+        conn = await session.connection()
+        result = await conn.exec_driver_sql(sql.replace("?", "%s"), tuple(params))
         return [tuple(r) for r in result.all()]
     try:
         return [tuple(r) for r in await aio.execute_fetchall(sql, params)]

@@ -123,16 +123,13 @@ async def assign_plays(
     # device, but every venue play has an item captured exactly at its start
     # (a play starts at its earliest member), so the items' (device,
     # captured_at) index finds them without scanning every play.
-    conn = await session.connection()
-    to_db = db_time(conn.dialect.name)
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    to_db = db_time(ctx.db.dialect)
     rows = await fetch_all(
         session,
         "SELECT id, uuid, track_id, track_uri, artist_uri, source, started_at, ms_listened"
         " FROM plays WHERE id IN (SELECT play_id FROM detection_items"
-        f" WHERE device_id = {mark} AND captured_at >= {mark} AND captured_at <= {mark}"
-        f" AND play_id IS NOT NULL) AND device_id = {mark}"
-        f" AND started_at >= {mark} AND started_at <= {mark}",
+        " WHERE device_id = ? AND captured_at >= ? AND captured_at <= ?"
+        " AND play_id IS NOT NULL) AND device_id = ? AND started_at >= ? AND started_at <= ?",
         (device_id, to_db(lo), to_db(hi), device_id, to_db(lo), to_db(hi)),
     )
     # Open plays by track, so joining is a short scan of the track's plays.
@@ -278,10 +275,9 @@ async def _write(
                     by_uuid[uuid].id = play_id
     grown = [p for p in existing if p.changed]
     if grown:
-        mark = "?" if sqlite else "%s"
         await execute_many(
             session,
-            f"UPDATE plays SET started_at = {mark}, ms_listened = {mark} WHERE id = {mark}",
+            "UPDATE plays SET started_at = ?, ms_listened = ? WHERE id = ?",
             [(to_db(p.start), p.ms, p.id) for p in grown],
         )
     prefix = ctx.urls.obj("plays", "")
