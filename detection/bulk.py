@@ -57,7 +57,8 @@ def db_time(dialect: str) -> Callable[[datetime], Any]:
 async def insert_many(
     session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
-    """INSERT `rows` (tuples in the order of `columns`) with one executemany.
+    """INSERT `rows` (tuples in the order of `columns`): one executemany on
+    PostgreSQL, one statement per thousand rows on SQLite (see below).
 
     A column holds datetimes in every row or in none (the first row tells)."""
     if not rows:
@@ -77,7 +78,58 @@ async def insert_many(
                     row[i] = sqlite_time(row[i])
             converted.append(tuple(row))
         rows = converted
-    await execute_many(session, sql, rows)
+    if sqlite:
+        await _insert_select(session, table.name, columns, rows)
+    else:
+        await execute_many(session, sql, rows)
+
+
+# SQLite's executemany gives up the GIL around every row's step and must
+# take it back for the next row. While the event loop runs other batches'
+# Python, each of those hand-overs can wait for the interpreter's switch
+# interval (5 ms), so a thousand-row executemany in the writer's thread
+# crawled exactly when the node was busiest. So on SQLite the rows go in as
+# one statement, `INSERT ... SELECT ... FROM (VALUES ...)`, which steps once.
+# Its number of rows is a power of two (the unused ones are padding that a
+# marker column filters out): a table has a handful of distinct statements
+# and sqlite3 keeps them compiled, where a statement per row count would be
+# compiled again for most batches. SQLite takes at most 32,766 parameters
+# (since 3.32; 999 before), which bounds the rows per statement.
+MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def rows_per_statement(n: int, width: int, most: int = 1024) -> int:
+    """The padded row count of a statement for `n` rows of `width` values
+    (plus the marker): the power of two at or above `n`, at least 8, within
+    SQLite's parameter bound; larger inserts take several statements."""
+    fit = MAX_PARAMS // (width + 1)
+    top = 1 << (min(fit, most).bit_length() - 1)
+    return min(max(8, 1 << (n - 1).bit_length()), top)
+
+
+async def _insert_select(
+    session: AsyncSession, name: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    aio = await _aiosqlite(session)
+    width = len(columns)
+    one = "(" + ", ".join("?" * (width + 1)) + ")"
+    picked = ", ".join(f"column{i}" for i in range(2, width + 2))
+    pad = (None,) * (width + 1)
+    start = 0
+    while start < len(rows):
+        size = rows_per_statement(len(rows) - start, width)
+        chunk = rows[start : start + size]
+        start += len(chunk)
+        sql = (
+            f"INSERT INTO {name} ({', '.join(columns)}) SELECT {picked}"
+            f" FROM (VALUES {', '.join([one] * size)}) WHERE column1 IS NOT NULL"
+        )
+        params = [v for row in chunk for v in (1, *row)]
+        params.extend(pad * (size - len(chunk)))
+        try:
+            await aio.execute(sql, params)
+        except sqlite3.Error as e:
+            raise _wrapped(sql, e) from e
 
 
 # On SQLite every statement is a round trip to aiosqlite's thread, and

@@ -168,6 +168,40 @@ async def test_the_same_batch_again_changes_nothing_and_says_duplicate(node):
     assert listed["last_seen_at"] == renamed["received_at"]
 
 
+async def test_a_dj_integration_back_online_uploads_its_whole_backlog_in_one_batch(
+    tmp_path, databases, aiohttp_client
+):
+    """More plays than SQLite takes in one statement, and a count that is not
+    a round number: each is recorded once, with its own time and length."""
+    from tests.conftest import build_node
+
+    node = await build_node(tmp_path / "node", databases, **{"detection.max_batch_items": 2_500})
+    node.client = await aiohttp_client(node.app)
+    client, _ = await device_for(node)
+    tracks = await _isrc_tracks(node, 60)  # a set that does not repeat one track for hours
+    t0 = (datetime.now(UTC) - timedelta(hours=140)).replace(microsecond=0)
+    n = 2_345
+    items = [
+        declared(k + 1, t0 + timedelta(minutes=3 * k), 60_000 + k, tracks[k % 60]) for k in range(n)
+    ]
+
+    r = await send(node, client, "backlog", items)
+    assert r.status == 200, await r.text()
+    answer = await r.json()
+    again = await (await send(node, client, "backlog", items)).json()
+
+    assert [i["status"] for i in answer["items"]] == ["matched"] * n
+    assert {i["status"] for i in again["items"]} == {"duplicate"}
+    plays = await _plays(node)
+    assert [(p.started_at, p.ms_listened) for p in plays] == [
+        (t0 + timedelta(minutes=3 * k), 60_000 + k) for k in range(n)
+    ]
+    assert [p.uri for p in plays] == [i["play"] for i in answer["items"]]
+    assert [p.track_uri for p in plays[:61]] == [*tracks, tracks[0]]
+    async with node.ctx.db.read_session() as s:
+        assert await s.scalar(select(func.count()).select_from(DetectionItem)) == n
+
+
 async def test_batches_out_of_order_still_make_one_play(node, catalog, songs):
     await catalog(node, seeds=(6, 7))
     client, _ = await device_for(node)
