@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import orjson
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -290,7 +291,7 @@ async def verify_device(request: web.Request, ctx: NodeContext, body: bytes) -> 
     summary="A venue device's signed batch of detections; the answer lists each item",
     tag="detection",
 )
-async def post_batch(call: Call) -> dict[str, Any]:
+async def post_batch(call: Call) -> web.Response:
     ctx, request = call.ctx, call.request
     limit = ctx.settings.detection.max_batch_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -300,8 +301,12 @@ async def post_batch(call: Call) -> dict[str, Any]:
         raise PayloadTooLarge(f"a batch is at most {limit} bytes")
     device = await verify_device(request, ctx, body)
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        # orjson: a thousand items read (and answered, below) in a third of
+        # the standard library's time, on the event loop that the other
+        # batches and the group writer share. It refuses what `json` lets
+        # through beyond RFC 8259 (NaN, Infinity) as not valid JSON.
+        data = orjson.loads(body)
+    except ValueError:
         raise BadRequest("the body is not valid JSON") from None
     s = ctx.settings.detection
     now = utcnow()
@@ -313,7 +318,8 @@ async def post_batch(call: Call) -> dict[str, Any]:
     )
     if batch.device != device.uri:
         raise ValidationFailed([{"field": "device", "message": "is not the signing device"}])
-    return await ingest(ctx, device.id, batch, fed=request.config_dict.get(FEDERATION))
+    answer = await ingest(ctx, device.id, batch, fed=request.config_dict.get(FEDERATION))
+    return web.Response(body=orjson.dumps(answer), content_type="application/json", charset="utf-8")
 
 
 # ---- ingestion -----------------------------------------------------------------

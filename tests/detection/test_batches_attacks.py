@@ -235,3 +235,28 @@ async def test_a_batch_for_another_device_cannot_be_signed_by_this_one(node):
 
     assert r.status == 422
     assert await _stored(node) == 0
+
+
+async def test_signed_bodies_that_are_not_strict_json_are_refused_with_a_problem(node):
+    """Whatever the device's key signs must still be JSON as RFC 8259 has it,
+    and a number too large for a sequence number is that field's error."""
+    client, _, batch = await _setup(node)
+    seq = b'"seq":1' if b'"seq":1' in batch else b'"seq": 1'
+    assert seq in batch
+    not_json = [batch.replace(seq, seq[:-1] + b"NaN"), batch[:-5], b"\xff\xfe" + batch]
+    huge = batch.replace(seq, seq + b"0" * 30)
+
+    for body in not_json:
+        r = await _post(node, client, body, client.headers(body))
+        assert r.status == 400, await r.text()
+        assert r.content_type == "application/problem+json"
+        assert "not valid JSON" in (await r.json())["detail"]
+    r = await _post(node, client, huge, client.headers(huge))
+    assert r.status == 422
+    assert (await r.json())["errors"] == [
+        {"field": "items[0].seq", "message": "an integer from 0 to 2^62"}
+    ]
+    ok = await _post(node, client, batch, client.headers(batch))
+    assert ok.status == 200 and ok.content_type == "application/json"
+    assert (await ok.json())["items"][0]["status"] == "matched"
+    assert await _stored(node) == 1
