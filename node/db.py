@@ -61,6 +61,13 @@ def _sqlite_engine(url: str, immediate: bool, echo: bool) -> AsyncEngine:
             # its commit time. The file is cut back to 64 MiB after a reset.
             cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.execute("PRAGMA journal_size_limit=67108864")
+            # Savepoints (the group writer puts each batch in one) and
+            # multi-row statements keep the original of every page they
+            # change, so they can roll back: in a temporary file by default,
+            # one write per page. In memory that is a copy; a thousand plays
+            # insert in about 30% less time. The copies last until the
+            # savepoint is released, a few MiB per batch.
+            cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
