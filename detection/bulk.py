@@ -2,7 +2,8 @@
 
 SQLAlchemy's per-row parameter processing costs more than the database's
 own work at the ingest target (tens of thousands of declared plays a
-second), so new plays and items go straight to the DBAPI's executemany.
+second), so new plays and items go straight to the driver: psycopg's
+executemany on PostgreSQL, a multi-row statement on SQLite (`insert_many`).
 Only the column types these tables use are converted: aware datetimes
 become what `UTCDateTime` stores (naive UTC text on SQLite, exactly as
 SQLAlchemy writes it, so comparisons in SQL keep working; the aware value

@@ -228,11 +228,12 @@ async def _write(
     sqlite = conn.dialect.name == "sqlite"
     to_db = db_time(conn.dialect.name)
     if new:
-        # One executemany for the batch's new plays (the ingest target is tens
-        # of thousands of declared plays a second). On SQLite this transaction
-        # holds the only write lock (BEGIN IMMEDIATE), so the ids are given
-        # here, exactly as SQLite would (max + 1 onwards), and need no read
-        # back; on PostgreSQL the sequence gives them and they are read back.
+        # One insert for the batch's new plays (the ingest target is tens of
+        # thousands of declared plays a second; see bulk). On SQLite this
+        # transaction holds the only write lock (BEGIN IMMEDIATE), so the ids
+        # are given here, exactly as SQLite would (max + 1 onwards), and need
+        # no read back; on PostgreSQL the sequence gives them and they are
+        # read back.
         if sqlite:
             top = (await fetch_all(session, "SELECT max(id) FROM plays"))[0][0] or 0
             for k, p in enumerate(new, start=top + 1):
