@@ -59,7 +59,7 @@ async def insert_many(
     session: AsyncSession, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
     """INSERT `rows` (tuples in the order of `columns`): one executemany on
-    PostgreSQL, one statement per thousand rows on SQLite (see below).
+    PostgreSQL, one statement per 1,024 rows on SQLite (see below).
 
     A column holds datetimes in every row or in none (the first row tells)."""
     if not rows:
