@@ -64,12 +64,14 @@ async def insert_many(
     A column holds datetimes in every row or in none (the first row tells)."""
     if not rows:
         return
-    conn = await session.connection()
-    sqlite = conn.dialect.name == "sqlite"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    )
-    times = [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)] if sqlite else []
+    aio = await _aiosqlite(session)
+    if aio is None:
+        marks = ", ".join("?" * len(columns))
+        await execute_many(
+            session, f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows
+        )
+        return
+    times = [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)]
     if times:
         converted = []
         for row in rows:
@@ -79,10 +81,7 @@ async def insert_many(
                     row[i] = sqlite_time(row[i])
             converted.append(tuple(row))
         rows = converted
-    if sqlite:
-        await _insert_select(session, table.name, columns, rows)
-    else:
-        await execute_many(session, sql, rows)
+    await _insert_select(aio, table.name, columns, rows)
 
 
 # SQLite's executemany gives up the GIL around every row's step and must
@@ -109,22 +108,19 @@ def rows_per_statement(n: int, width: int, most: int = 1024) -> int:
 
 
 async def _insert_select(
-    session: AsyncSession, name: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+    aio: Any, name: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
-    aio = await _aiosqlite(session)
     width = len(columns)
     one = "(" + ", ".join("?" * (width + 1)) + ")"
     picked = ", ".join(f"column{i}" for i in range(2, width + 2))
+    head = f"INSERT INTO {name} ({', '.join(columns)}) SELECT {picked} FROM (VALUES "
     pad = (None,) * (width + 1)
     start = 0
     while start < len(rows):
         size = rows_per_statement(len(rows) - start, width)
         chunk = rows[start : start + size]
         start += len(chunk)
-        sql = (
-            f"INSERT INTO {name} ({', '.join(columns)}) SELECT {picked}"
-            f" FROM (VALUES {', '.join([one] * size)}) WHERE column1 IS NOT NULL"
-        )
+        sql = f"{head}{', '.join([one] * size)}) WHERE column1 IS NOT NULL"
         params = [v for row in chunk for v in (1, *row)]
         params.extend(pad * (size - len(chunk)))
         try:
